@@ -1,0 +1,85 @@
+"""NumPy backend: the float64 reference the other backends are tested against."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dmon.constants import SELU_ALPHA, SELU_SCALE
+
+
+class NumpyOps:
+    name = "numpy"
+    framework = "numpy"
+
+    def __init__(self) -> None:
+        import numpy
+
+        self.np = numpy
+
+    def is_array(self, x: object) -> bool:
+        return isinstance(x, self.np.ndarray)
+
+    def asarray(self, x: object) -> Any:
+        if hasattr(x, "detach"):  # torch: leave autograd and the device first
+            x = x.detach().cpu()  # type: ignore[attr-defined]
+        return self.np.asarray(x)
+
+    def shape(self, x: Any) -> tuple[int | None, ...]:
+        return tuple(x.shape)
+
+    def dtype_name(self, x: Any) -> str:
+        return str(x.dtype.name)
+
+    def astype(self, x: Any, dtype: str) -> Any:
+        return x.astype(dtype)
+
+    def expand_dims(self, x: Any, axis: int) -> Any:
+        return self.np.expand_dims(x, axis)
+
+    def ones_like(self, x: Any) -> Any:
+        return self.np.ones_like(x)
+
+    def eye(self, n: int, like: Any) -> Any:
+        return self.np.eye(n, dtype=like.dtype)
+
+    def concat(self, xs: Sequence[Any], axis: int) -> Any:
+        return self.np.concatenate(xs, axis=axis)
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        return self.np.matmul(a, b)
+
+    def transpose(self, x: Any) -> Any:
+        return self.np.swapaxes(x, -1, -2)
+
+    def diagonal(self, x: Any) -> Any:
+        return self.np.diagonal(x, axis1=-2, axis2=-1)
+
+    def sum(self, x: Any, axis: int | tuple[int, ...], keepdims: bool = False) -> Any:
+        return self.np.sum(x, axis=axis, keepdims=keepdims)
+
+    def mean(self, x: Any) -> Any:
+        return self.np.mean(x)
+
+    def sqrt(self, x: Any) -> Any:
+        return self.np.sqrt(x)
+
+    def where(self, cond: Any, a: Any, b: Any) -> Any:
+        return self.np.where(cond, a, b).astype(_result_dtype(a, b))
+
+    def softmax(self, x: Any) -> Any:
+        e = self.np.exp(x - self.np.max(x, axis=-1, keepdims=True))
+        return e / self.np.sum(e, axis=-1, keepdims=True)
+
+    def selu(self, x: Any) -> Any:
+        # expm1 of the clipped value: no overflow warning from the unused branch.
+        neg = SELU_ALPHA * self.np.expm1(self.np.minimum(x, 0))
+        return (SELU_SCALE * self.np.where(x > 0, x, neg)).astype(x.dtype)
+
+
+def _result_dtype(a: Any, b: Any) -> Any:
+    # np.where promotes a Python float to float64; keep the array's dtype instead.
+    for v in (a, b):
+        if hasattr(v, "dtype"):
+            return v.dtype
+    return "float64"

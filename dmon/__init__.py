@@ -1,0 +1,22 @@
+"""DMoN (Deep Modularity Networks) pooling, written once for NumPy, PyTorch, TensorFlow
+and JAX.
+
+``import dmon`` imports no deep-learning framework: the backend serving a call is picked
+from the type of its input arrays (see :mod:`dmon.ops`).
+"""
+
+from dmon.ops import available_backends, get_backend
+from dmon.pooling import DMoNOutput, cluster_loss, orthogonality_loss, pool, spectral_loss
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DMoNOutput",
+    "__version__",
+    "available_backends",
+    "cluster_loss",
+    "get_backend",
+    "orthogonality_loss",
+    "pool",
+    "spectral_loss",
+]

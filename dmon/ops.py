@@ -1,0 +1,214 @@
+"""The small array-ops interface every backend implements, and dispatch by input type.
+
+The core (:mod:`dmon.pooling`) is written once against :class:`ArrayOps`. A backend is one
+class in ``backends/<name>.py`` (installed as ``dmon.backends.<name>``) that imports its
+framework lazily and implements every op below. Which backend serves a call is decided by
+the *type* of the input arrays, looking only at frameworks that are already imported
+(``sys.modules``), so ``import dmon`` never imports a framework and a JAX user never needs
+torch. The answer is cached per type.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+Array = Any
+"""A framework array: ``numpy.ndarray``, ``torch.Tensor``, ``tf.Tensor`` or ``jax.Array``."""
+
+FLOATING = ("float16", "bfloat16", "float32", "float64")
+HALF = ("float16", "bfloat16")
+
+
+@runtime_checkable
+class ArrayOps(Protocol):
+    """What the core needs from a framework. Shapes are batched: ``(B, N, C)`` etc.
+
+    Arithmetic (``+ - * /``, comparisons, basic slicing ``x[..., :k]``) is taken from the
+    arrays' own operators, which all four frameworks share; only what differs is here.
+    """
+
+    name: str
+    """Backend name, e.g. ``"torch"``."""
+    framework: str
+    """Top-level module whose presence in ``sys.modules`` makes this backend eligible."""
+
+    def is_array(self, x: object) -> bool:
+        """True for this framework's dense array type (tracers included)."""
+        ...
+
+    def asarray(self, x: object) -> Array:
+        """Convert an array of another framework (or NumPy) to this one."""
+        ...
+
+    def shape(self, x: Array) -> tuple[int | None, ...]:
+        """Static shape; ``None`` for a dimension unknown at trace time."""
+        ...
+
+    def dtype_name(self, x: Array) -> str:
+        """Dtype as a NumPy-style name: ``"float32"``, ``"bfloat16"``, ``"bool"``, ..."""
+        ...
+
+    def astype(self, x: Array, dtype: str) -> Array:
+        """Cast ``x`` to the dtype named ``dtype``."""
+        ...
+
+    def expand_dims(self, x: Array, axis: int) -> Array:
+        """Insert a length-1 axis."""
+        ...
+
+    def ones_like(self, x: Array) -> Array:
+        """Ones with the shape, dtype and device of ``x``."""
+        ...
+
+    def eye(self, n: int, like: Array) -> Array:
+        """``(n, n)`` identity in the dtype and device of ``like``."""
+        ...
+
+    def concat(self, xs: Sequence[Array], axis: int) -> Array:
+        """Concatenate along ``axis``."""
+        ...
+
+    def matmul(self, a: Array, b: Array) -> Array:
+        """Batched matrix product ``(B, N, K) @ (B, K, M) -> (B, N, M)``."""
+        ...
+
+    def transpose(self, x: Array) -> Array:
+        """Swap the last two axes."""
+        ...
+
+    def diagonal(self, x: Array) -> Array:
+        """Diagonal of the last two axes: ``(B, C, C) -> (B, C)``."""
+        ...
+
+    def sum(self, x: Array, axis: int | tuple[int, ...], keepdims: bool = False) -> Array:
+        """Sum over ``axis``."""
+        ...
+
+    def mean(self, x: Array) -> Array:
+        """Mean of all elements, a 0-d array."""
+        ...
+
+    def sqrt(self, x: Array) -> Array:
+        """Element-wise square root."""
+        ...
+
+    def where(self, cond: Array, a: Array | float, b: Array | float) -> Array:
+        """Element-wise select; ``a`` or ``b`` may be a Python number."""
+        ...
+
+    def softmax(self, x: Array) -> Array:
+        """Softmax over the last axis."""
+        ...
+
+    def selu(self, x: Array) -> Array:
+        """Scaled exponential linear unit (Klambauer et al., 2017)."""
+        ...
+
+
+# name -> framework module that must be in sys.modules. Order is the probing order.
+_BACKENDS: dict[str, str] = {
+    "torch": "torch",
+    "tensorflow": "tensorflow",
+    "jax": "jax",
+    "numpy": "numpy",
+}
+_CLASS_NAMES = {
+    "torch": "TorchOps",
+    "tensorflow": "TensorFlowOps",
+    "jax": "JaxOps",
+    "numpy": "NumpyOps",
+}
+_instances: dict[str, ArrayOps] = {}
+_type_cache: dict[type, ArrayOps] = {}
+
+
+def _type_name(x: object) -> str:
+    t = type(x)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def backend_by_name(name: str) -> ArrayOps:
+    """The backend object named ``name`` (``"numpy"``, ``"torch"``, ``"tensorflow"``,
+    ``"jax"``), importing its framework. Raises ``ValueError`` for an unknown name and
+    ``ImportError`` (with the ``pip install`` hint) when the framework is missing."""
+    if name not in _BACKENDS:
+        raise ValueError(f"backend must be one of {sorted(_BACKENDS)}; got {name!r}")
+    if name not in _instances:
+        if importlib.util.find_spec(_BACKENDS[name]) is None:
+            raise ImportError(
+                f"backend {name!r} needs the {_BACKENDS[name]!r} package, which is not "
+                f"installed: pip install 'dmon[{name}]'"
+            )
+        module = importlib.import_module(f"dmon.backends.{name}")
+        _instances[name] = getattr(module, _CLASS_NAMES[name])()
+    return _instances[name]
+
+
+def get_backend(x: object) -> ArrayOps:
+    """The backend serving arrays of ``type(x)``.
+
+    Only frameworks already imported are considered, so this never imports one. The
+    answer is cached per type.
+
+    Raises:
+        TypeError: ``x`` is not an array of a supported framework.
+    """
+    t = type(x)
+    cached = _type_cache.get(t)
+    if cached is not None:
+        return cached
+    for name, framework in _BACKENDS.items():
+        if framework not in sys.modules:
+            continue
+        ops = backend_by_name(name)
+        if ops.is_array(x):
+            _type_cache[t] = ops
+            return ops
+    raise TypeError(
+        f"dmon cannot handle an input of type {_type_name(x)}; expected a numpy.ndarray, "
+        "torch.Tensor, tf.Tensor or jax.Array"
+    )
+
+
+def available_backends() -> list[str]:
+    """Names of the backends whose framework is installed (without importing it)."""
+    return [n for n, fw in _BACKENDS.items() if importlib.util.find_spec(fw) is not None]
+
+
+def resolve(
+    arrays: dict[str, object], backend: str | None = None
+) -> tuple[ArrayOps, dict[str, Any]]:
+    """Pick the backend for a call and return it with the arrays in its framework.
+
+    ``arrays`` maps argument names to inputs (``None`` entries are passed through).
+    Without ``backend``, all inputs must belong to one framework; with it, every input is
+    converted to that framework.
+
+    Raises:
+        TypeError: inputs of two frameworks and no ``backend``; the message names both.
+    """
+    given = {k: v for k, v in arrays.items() if v is not None}
+    if not given:
+        raise TypeError("dmon needs at least one array input")
+    if backend is not None:
+        ops = backend_by_name(backend)
+        out = {k: (ops.asarray(v) if v is not None else None) for k, v in arrays.items()}
+        return ops, out
+    chosen: tuple[str, ArrayOps] | None = None
+    for key, value in given.items():
+        ops = get_backend(value)
+        if chosen is None:
+            chosen = (key, ops)
+        elif ops is not chosen[1]:
+            first = chosen[0]
+            raise TypeError(
+                f"inputs come from different frameworks: `{first}` is "
+                f"{_type_name(given[first])} but `{key}` is {_type_name(value)}; pass "
+                "arrays of one framework, or backend=... to convert them"
+            )
+    assert chosen is not None
+    return chosen[1], dict(arrays)

@@ -1,0 +1,120 @@
+"""Input checks and batching, done once before any framework op sees the arrays.
+
+Every check reads only static shapes and dtypes, so it runs unchanged under ``jax.jit``,
+``tf.function`` and ``torch.compile`` (a dimension unknown at trace time is skipped).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from dmon.ops import FLOATING, HALF, Array, ArrayOps
+
+
+class Batched(NamedTuple):
+    """Inputs promoted to a batch, in the compute dtype."""
+
+    arrays: dict[str, Array]
+    """Each given input with a leading batch axis: ``(B, N, ·)``; the mask is ``(B, N, 1)``."""
+    dtype: str
+    """The callers' floating dtype, to cast the node-level outputs back to."""
+    compute_dtype: str
+    """float32 for half-precision inputs (no overflow of degree sums), else ``dtype``."""
+
+
+def _fmt(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _same(a: int | None, b: int | None) -> bool:
+    return a is None or b is None or a == b
+
+
+def prepare(
+    ops: ArrayOps,
+    where: str,
+    x: Array | None = None,
+    adj: Array | None = None,
+    logits: Array | None = None,
+    s: Array | None = None,
+    mask: Array | None = None,
+) -> Batched:
+    """Check shapes and dtypes, add the batch axis to 2-D inputs, upcast half precision.
+
+    Node tensors (``x`` ``(N, F)``/``(B, N, F)``, ``logits``/``s`` ``(N, C)``/``(B, N, C)``)
+    and ``adj`` (``(N, N)``/``(B, N, N)``) may each be given with or without the batch axis,
+    as in PyTorch Geometric. ``mask`` is ``(B, N)`` (or ``(N,)`` for one graph), boolean or
+    numeric.
+
+    Raises:
+        ValueError: wrong rank, non-square ``adj``, mismatched ``B`` or ``N``, ``C < 1``.
+        TypeError: a non-floating ``x``/``adj``/``logits``/``s``, or floating inputs of
+            different dtypes.
+    """
+    given = {k: v for k, v in (("x", x), ("adj", adj), ("logits", logits), ("s", s)) if v is not None}
+    shapes = {k: ops.shape(v) for k, v in given.items()}
+    dtypes = {k: ops.dtype_name(v) for k, v in given.items()}
+
+    for key, shape in shapes.items():
+        expected = "(B, N, N) or (N, N)" if key == "adj" else f"(B, N, {'F' if key == 'x' else 'C'}) or (N, {'F' if key == 'x' else 'C'})"
+        if len(shape) not in (2, 3):
+            raise ValueError(
+                f"{where}: `{key}` must have shape {expected}; got {len(shape)}-D shape {_fmt(shape)}"
+            )
+        if dtypes[key] not in FLOATING:
+            raise TypeError(
+                f"{where}: `{key}` must be a floating array (float16, bfloat16, float32 or "
+                f"float64); got dtype {dtypes[key]}"
+            )
+    if "adj" in shapes and not _same(shapes["adj"][-1], shapes["adj"][-2]):
+        raise ValueError(f"{where}: `adj` must be square, (B, N, N) or (N, N); got shape {_fmt(shapes['adj'])}")
+    for key in ("logits", "s"):
+        if key in shapes and shapes[key][-1] is not None and shapes[key][-1] < 1:  # type: ignore[operator]
+            raise ValueError(f"{where}: `{key}` needs C >= 1 clusters in its last axis; got shape {_fmt(shapes[key])}")
+
+    first = next(iter(given))
+    for key in given:
+        if dtypes[key] != dtypes[first]:
+            raise TypeError(
+                f"{where}: `{first}` has dtype {dtypes[first]} but `{key}` has dtype "
+                f"{dtypes[key]}; pass floating inputs of one dtype"
+            )
+        # node axis: -2 for node tensors, both of the last two for adj.
+        n_first, n_key = shapes[first][-2], shapes[key][-2]
+        if not _same(n_first, n_key):
+            raise ValueError(
+                f"{where}: `{first}` has shape {_fmt(shapes[first])} and `{key}` has shape "
+                f"{_fmt(shapes[key])}: their node counts N differ ({n_first} vs {n_key})"
+            )
+        b_first = shapes[first][0] if len(shapes[first]) == 3 else 1
+        b_key = shapes[key][0] if len(shapes[key]) == 3 else 1
+        if not _same(b_first, b_key):
+            raise ValueError(
+                f"{where}: `{first}` has shape {_fmt(shapes[first])} and `{key}` has shape "
+                f"{_fmt(shapes[key])}: their batch sizes B differ ({b_first} vs {b_key})"
+            )
+
+    ref_shape = shapes[first]
+    batch = ref_shape[0] if len(ref_shape) == 3 else 1
+    n_nodes = ref_shape[-2]
+    arrays: dict[str, Any] = {k: (ops.expand_dims(v, 0) if len(shapes[k]) == 2 else v) for k, v in given.items()}
+
+    dtype = dtypes[first]
+    compute = "float32" if dtype in HALF else dtype
+    if compute != dtype:
+        arrays = {k: ops.astype(v, compute) for k, v in arrays.items()}
+
+    if mask is not None:
+        mshape = ops.shape(mask)
+        mdtype = ops.dtype_name(mask)
+        ok_rank = len(mshape) == 2 or (len(mshape) == 1 and batch == 1)
+        if not ok_rank or not _same(mshape[-1], n_nodes) or (len(mshape) == 2 and not _same(mshape[0], batch)):
+            raise ValueError(
+                f"{where}: `mask` must have shape (B, N) = {_fmt((batch, n_nodes))}; got shape {_fmt(mshape)}"
+            )
+        if mdtype.startswith("complex") or mdtype in ("str", "object"):
+            raise TypeError(f"{where}: `mask` must be boolean or real; got dtype {mdtype}")
+        if len(mshape) == 1:
+            mask = ops.expand_dims(mask, 0)
+        arrays["mask"] = ops.expand_dims(ops.astype(mask, compute), -1)
+    return Batched(arrays, dtype, compute)
