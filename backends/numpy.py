@@ -18,7 +18,7 @@ class NumpyOps:
         self.np = numpy
 
     def is_array(self, x: object) -> bool:
-        return isinstance(x, self.np.ndarray)
+        return isinstance(x, self.np.ndarray | self.np.generic)
 
     def asarray(self, x: object) -> Any:
         if hasattr(x, "detach"):  # torch: leave autograd and the device first
@@ -59,7 +59,7 @@ class NumpyOps:
         return self.np.sum(x, axis=axis, keepdims=keepdims)
 
     def mean(self, x: Any) -> Any:
-        return self.np.mean(x)
+        return self.np.asarray(self.np.mean(x))  # 0-d array, not a NumPy scalar
 
     def sqrt(self, x: Any) -> Any:
         return self.np.sqrt(x)
