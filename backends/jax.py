@@ -26,7 +26,7 @@ class JaxOps:
         import numpy
 
         if hasattr(x, "detach"):  # torch: leave autograd and the device first
-            x = x.detach().cpu()  # type: ignore[attr-defined]
+            x = x.detach().cpu()
         return self.jnp.asarray(numpy.asarray(x))
 
     def shape(self, x: Any) -> tuple[int | None, ...]:

@@ -22,7 +22,7 @@ class NumpyOps:
 
     def asarray(self, x: object) -> Any:
         if hasattr(x, "detach"):  # torch: leave autograd and the device first
-            x = x.detach().cpu()  # type: ignore[attr-defined]
+            x = x.detach().cpu()
         return self.np.asarray(x)
 
     def shape(self, x: Any) -> tuple[int | None, ...]:

@@ -24,7 +24,7 @@ class TensorFlowOps:
         import numpy
 
         if hasattr(x, "detach"):  # torch: leave autograd and the device first
-            x = x.detach().cpu()  # type: ignore[attr-defined]
+            x = x.detach().cpu()
         return self.tf.convert_to_tensor(numpy.asarray(x))
 
     def shape(self, x: Any) -> tuple[int | None, ...]:

@@ -23,7 +23,12 @@ class Batched(NamedTuple):
 
 
 def _fmt(shape: tuple[int | None, ...]) -> str:
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    return (
+        "("
+        + ", ".join("?" if d is None else str(d) for d in shape)
+        + ("," if len(shape) == 1 else "")
+        + ")"
+    )
 
 
 def _same(a: int | None, b: int | None) -> bool:
@@ -51,12 +56,18 @@ def prepare(
         TypeError: a non-floating ``x``/``adj``/``logits``/``s``, or floating inputs of
             different dtypes.
     """
-    given = {k: v for k, v in (("x", x), ("adj", adj), ("logits", logits), ("s", s)) if v is not None}
+    given = {
+        k: v for k, v in (("x", x), ("adj", adj), ("logits", logits), ("s", s)) if v is not None
+    }
     shapes = {k: ops.shape(v) for k, v in given.items()}
     dtypes = {k: ops.dtype_name(v) for k, v in given.items()}
 
     for key, shape in shapes.items():
-        expected = "(B, N, N) or (N, N)" if key == "adj" else f"(B, N, {'F' if key == 'x' else 'C'}) or (N, {'F' if key == 'x' else 'C'})"
+        expected = (
+            "(B, N, N) or (N, N)"
+            if key == "adj"
+            else f"(B, N, {'F' if key == 'x' else 'C'}) or (N, {'F' if key == 'x' else 'C'})"
+        )
         if len(shape) not in (2, 3):
             raise ValueError(
                 f"{where}: `{key}` must have shape {expected}; got {len(shape)}-D shape {_fmt(shape)}"
@@ -67,10 +78,14 @@ def prepare(
                 f"float64); got dtype {dtypes[key]}"
             )
     if "adj" in shapes and not _same(shapes["adj"][-1], shapes["adj"][-2]):
-        raise ValueError(f"{where}: `adj` must be square, (B, N, N) or (N, N); got shape {_fmt(shapes['adj'])}")
+        raise ValueError(
+            f"{where}: `adj` must be square, (B, N, N) or (N, N); got shape {_fmt(shapes['adj'])}"
+        )
     for key in ("logits", "s"):
         if key in shapes and shapes[key][-1] is not None and shapes[key][-1] < 1:  # type: ignore[operator]
-            raise ValueError(f"{where}: `{key}` needs C >= 1 clusters in its last axis; got shape {_fmt(shapes[key])}")
+            raise ValueError(
+                f"{where}: `{key}` needs C >= 1 clusters in its last axis; got shape {_fmt(shapes[key])}"
+            )
 
     first = next(iter(given))
     for key in given:
@@ -97,7 +112,9 @@ def prepare(
     ref_shape = shapes[first]
     batch = ref_shape[0] if len(ref_shape) == 3 else 1
     n_nodes = ref_shape[-2]
-    arrays: dict[str, Any] = {k: (ops.expand_dims(v, 0) if len(shapes[k]) == 2 else v) for k, v in given.items()}
+    arrays: dict[str, Any] = {
+        k: (ops.expand_dims(v, 0) if len(shapes[k]) == 2 else v) for k, v in given.items()
+    }
 
     dtype = dtypes[first]
     compute = "float32" if dtype in HALF else dtype
@@ -108,7 +125,11 @@ def prepare(
         mshape = ops.shape(mask)
         mdtype = ops.dtype_name(mask)
         ok_rank = len(mshape) == 2 or (len(mshape) == 1 and batch == 1)
-        if not ok_rank or not _same(mshape[-1], n_nodes) or (len(mshape) == 2 and not _same(mshape[0], batch)):
+        if (
+            not ok_rank
+            or not _same(mshape[-1], n_nodes)
+            or (len(mshape) == 2 and not _same(mshape[0], batch))
+        ):
             raise ValueError(
                 f"{where}: `mask` must have shape (B, N) = {_fmt((batch, n_nodes))}; got shape {_fmt(mshape)}"
             )

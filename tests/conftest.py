@@ -11,12 +11,14 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN off: closer float 
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from helpers import BACKENDS, require  # noqa: E402
+import numpy as np
+import pytest
+from helpers import BACKENDS, require
 
 # The datasets live in shared/ beside the repository (never copied into it).
-DATASETS = Path(os.environ.get("DMON_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+DATASETS = Path(
+    os.environ.get("DMON_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets")
+)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -40,7 +42,9 @@ def load_npz_graph(name: str) -> tuple[np.ndarray, np.ndarray]:
         pytest.skip(f"{path} not found (shared datasets are not beside this checkout)")
     sp = pytest.importorskip("scipy.sparse")
     with np.load(path) as z:
-        a = sp.csr_matrix((z["adj_data"], z["adj_indices"], z["adj_indptr"]), shape=tuple(z["adj_shape"]))
+        a = sp.csr_matrix(
+            (z["adj_data"], z["adj_indices"], z["adj_indptr"]), shape=tuple(z["adj_shape"])
+        )
         labels = z["labels"]
     a = ((a + a.T) > 0).astype(np.float64)
     a.setdiag(0)

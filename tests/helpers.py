@@ -105,9 +105,13 @@ def gradient(name: str, fn: Callable[..., Any], *args: Any) -> list[np.ndarray]:
     raise ValueError(f"no autodiff in {name}")
 
 
-def assert_close(actual: Any, expected: Any, dtype: str, what: str = "", scale: float = 1.0) -> float:
+def assert_close(
+    actual: Any, expected: Any, dtype: str, what: str = "", scale: float = 1.0
+) -> float:
     """Assert within the policy's tolerance for ``dtype``; return the max abs difference."""
     a, e = to_numpy(actual).astype(np.float64), np.asarray(to_numpy(expected), dtype=np.float64)
     tol = TOL["float64" if dtype == "float64" else "float32"]
-    np.testing.assert_allclose(a, e, rtol=tol["rtol"] * scale, atol=tol["atol"] * scale, err_msg=what)
+    np.testing.assert_allclose(
+        a, e, rtol=tol["rtol"] * scale, atol=tol["atol"] * scale, err_msg=what
+    )
     return float(np.max(np.abs(a - e))) if a.size else 0.0

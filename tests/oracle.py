@@ -37,7 +37,13 @@ def brute_force(x: np.ndarray, adj: np.ndarray, logits: np.ndarray, mask: np.nda
                 v = sum(s[i][k] * x[b, i, j] for i in range(n) if valid[i])
                 x_all[b, k, j] = SELU_SCALE * (v if v > 0 else SELU_ALPHA * math.expm1(v))
         # S^T A S
-        sas = [[sum(s[i][k] * adj[b, i, j] * s[j][l] for i in range(n) for j in range(n)) for l in range(c)] for k in range(c)]
+        sas = [
+            [
+                sum(s[i][k] * adj[b, i, j] * s[j][q] for i in range(n) for j in range(n))
+                for q in range(c)
+            ]
+            for k in range(c)
+        ]
         deg = [sum(adj[b, i, j] for j in range(n)) if valid[i] else 0.0 for i in range(n)]
         two_m = sum(deg)
         if two_m > 0:
@@ -47,26 +53,43 @@ def brute_force(x: np.ndarray, adj: np.ndarray, logits: np.ndarray, mask: np.nda
         else:
             spec.append(0.0)
         n_valid = sum(valid)
-        ss = [[sum(s[i][k] * s[i][l] for i in range(n)) for l in range(c)] for k in range(c)]
+        ss = [[sum(s[i][k] * s[i][q] for i in range(n)) for q in range(c)] for k in range(c)]
         ss_norm = math.sqrt(sum(v * v for row in ss for v in row))
         if n_valid == 0:
             orth.append(0.0)
             clus.append(0.0)
         else:
-            orth.append(math.sqrt(sum((ss[k][l] / ss_norm - (1 / math.sqrt(c) if k == l else 0.0)) ** 2 for k in range(c) for l in range(c))))
+            orth.append(
+                math.sqrt(
+                    sum(
+                        (ss[k][q] / ss_norm - (1 / math.sqrt(c) if k == q else 0.0)) ** 2
+                        for k in range(c)
+                        for q in range(c)
+                    )
+                )
+            )
             sizes = [sum(s[i][k] for i in range(n)) for k in range(c)]
             clus.append(math.sqrt(sum(v * v for v in sizes)) * math.sqrt(c) / n_valid - 1)
         # pooled adjacency: zero diagonal, then symmetric degree normalisation
-        off = [[sas[k][l] if k != l else 0.0 for l in range(c)] for k in range(c)]
+        off = [[sas[k][q] if k != q else 0.0 for q in range(c)] for k in range(c)]
         root = [math.sqrt(sum(off[k])) + 1e-15 for k in range(c)]
         for k in range(c):
-            for l in range(c):
-                a_all[b, k, l] = off[k][l] / root[l] / root[k]
+            for q in range(c):
+                a_all[b, k, q] = off[k][q] / root[q] / root[k]
         s_all[b] = np.array(s)
     return s_all, x_all, a_all, float(np.mean(spec)), float(np.mean(orth)), float(np.mean(clus))
 
 
-def random_batch(seed: int, b: int = 3, n: int = 12, f: int = 5, c: int = 4, *, masked: bool = False, weighted: bool = True):
+def random_batch(
+    seed: int,
+    b: int = 3,
+    n: int = 12,
+    f: int = 5,
+    c: int = 4,
+    *,
+    masked: bool = False,
+    weighted: bool = True,
+):
     """A batch of random symmetric graphs (no self-loops) with features, logits and mask."""
     rng = np.random.default_rng(seed)
     a = (rng.random((b, n, n)) < 0.3).astype(np.float64)

@@ -30,7 +30,11 @@ def _inputs(backend: str, dtype: str, case: dict):
 def test_backend_matches_reference(backend: str, dtype: str, mode: str, case: dict) -> None:
     (x, a, logits, mask), args, m = _inputs(backend, dtype, case)
     want = dmon.pool(x, a, logits, mask)  # NumPy float64 reference
-    fn = (lambda x, a, lg, m: dmon.pool(x, a, lg, m)) if mode == "eager" else compiled(backend, lambda x, a, lg, m: tuple(dmon.pool(x, a, lg, m)))
+    fn = (
+        (lambda x, a, lg, m: dmon.pool(x, a, lg, m))
+        if mode == "eager"
+        else compiled(backend, lambda x, a, lg, m: tuple(dmon.pool(x, a, lg, m)))
+    )
     got = fn(*args, m)
     for name, g, w in zip(dmon.DMoNOutput._fields, got, want, strict=True):
         assert dmon.get_backend(g).name == backend, name

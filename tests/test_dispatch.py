@@ -54,11 +54,18 @@ def test_mixed_frameworks_raise_type_error(fw: str) -> None:
     pytest.importorskip(fw)
     x = np.ones((1, 3, 2))
     adj = to_backend(fw, np.ones((1, 3, 3)))
-    with pytest.raises(TypeError, match=r"different frameworks: `x` is numpy.ndarray but `adj` is \S+"):
+    with pytest.raises(
+        TypeError, match=r"different frameworks: `x` is numpy.ndarray but `adj` is \S+"
+    ):
         dmon.pool(x, adj, np.zeros((1, 3, 2)))
 
 
 def test_backend_override_with_mixed_inputs() -> None:
     torch = pytest.importorskip("torch")
-    out = dmon.pool(np.ones((1, 3, 2)), torch.ones(1, 3, 3, dtype=torch.float64), np.zeros((1, 3, 2)), backend="numpy")
+    out = dmon.pool(
+        np.ones((1, 3, 2)),
+        torch.ones(1, 3, 3, dtype=torch.float64),
+        np.zeros((1, 3, 2)),
+        backend="numpy",
+    )
     assert isinstance(out.s, np.ndarray)

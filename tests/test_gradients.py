@@ -36,7 +36,9 @@ def objective(x, adj, logits, mask):
     out = dmon.pool(x, adj, logits, mask)
     ops = dmon.get_backend(out.s)
     dtype = ops.dtype_name(out.s)
-    total = out.spectral_loss * LOSS_W[0] + out.ortho_loss * LOSS_W[1] + out.cluster_loss * LOSS_W[2]
+    total = (
+        out.spectral_loss * LOSS_W[0] + out.ortho_loss * LOSS_W[1] + out.cluster_loss * LOSS_W[2]
+    )
     for name in ("s", "x", "adj"):
         w = ops.astype(ops.asarray(W[name]), dtype)
         total = total + ops.sum(getattr(out, name) * w, axis=(0, 1, 2))
@@ -46,7 +48,12 @@ def objective(x, adj, logits, mask):
 def _grads(fw: str, dtype: str) -> list[np.ndarray]:
     a = to_backend(fw, A, dtype)
     m = to_backend(fw, MASK)
-    return gradient(fw, lambda lg, x: objective(x, a, lg, m), to_backend(fw, LOGITS, dtype), to_backend(fw, X, dtype))
+    return gradient(
+        fw,
+        lambda lg, x: objective(x, a, lg, m),
+        to_backend(fw, LOGITS, dtype),
+        to_backend(fw, X, dtype),
+    )
 
 
 def _finite_differences(h: float = 1e-6) -> list[np.ndarray]:
@@ -75,7 +82,9 @@ def test_gradient_matches_finite_differences(framework: str) -> None:
         FD = _finite_differences()
     for got, want, name in zip(_grads(framework, "float64"), FD, ("logits", "x"), strict=True):
         assert np.abs(want).max() > 1e-2  # the objective really depends on this input
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8, err_msg=f"{framework} d/d{name}")
+        np.testing.assert_allclose(
+            got, want, rtol=1e-6, atol=1e-8, err_msg=f"{framework} d/d{name}"
+        )
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -87,7 +96,9 @@ def test_gradients_agree_across_frameworks(pair: tuple[str, str], dtype: str) ->
     tol = TOL[dtype]
     for a, b, name in zip(g1, g2, ("logits", "x"), strict=True):
         scale = np.abs(b).max()
-        np.testing.assert_allclose(a, b, rtol=tol["rtol"], atol=tol["rtol"] * scale, err_msg=f"{pair} {dtype} d/d{name}")
+        np.testing.assert_allclose(
+            a, b, rtol=tol["rtol"], atol=tol["rtol"] * scale, err_msg=f"{pair} {dtype} d/d{name}"
+        )
 
 
 def test_degenerate_graphs_have_finite_gradients(framework: str) -> None:

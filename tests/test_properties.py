@@ -18,7 +18,12 @@ def test_node_permutation(backend: str, seed: int) -> None:
     x, a, logits, mask = random_batch(seed, masked=True)
     perm = np.random.default_rng(seed).permutation(x.shape[1])
     out = dmon.pool(*(to_backend(backend, v) for v in (x, a, logits, mask)))
-    pm = dmon.pool(*(to_backend(backend, v) for v in (x[:, perm], a[:, perm][:, :, perm], logits[:, perm], mask[:, perm])))
+    pm = dmon.pool(
+        *(
+            to_backend(backend, v)
+            for v in (x[:, perm], a[:, perm][:, :, perm], logits[:, perm], mask[:, perm])
+        )
+    )
     assert_close(pm.s, to_numpy(out.s)[:, perm], "float64")
     for name in ("x", "adj", "spectral_loss", "ortho_loss", "cluster_loss"):  # invariant
         assert_close(getattr(pm, name), getattr(out, name), "float64", name)
@@ -70,6 +75,10 @@ def test_graph_without_edges_and_fully_masked_graph(backend: str) -> None:
     # per graph: the edgeless and the empty graph contribute 0 to every loss
     solo = dmon.pool(x[:1], a[:1], logits[:1])
     assert_close(out.spectral_loss, to_numpy(solo.spectral_loss) / 3, "float64")
-    assert_close(out.cluster_loss, (to_numpy(solo.cluster_loss) + to_numpy(dmon.cluster_loss(to_numpy(out.s)[1:2]))) / 3, "float64")
+    assert_close(
+        out.cluster_loss,
+        (to_numpy(solo.cluster_loss) + to_numpy(dmon.cluster_loss(to_numpy(out.s)[1:2]))) / 3,
+        "float64",
+    )
     np.testing.assert_array_equal(to_numpy(out.s)[2], 0.0)
     np.testing.assert_array_equal(to_numpy(out.adj)[1:], 0.0)

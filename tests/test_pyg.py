@@ -67,7 +67,12 @@ def test_gradients_equal_pyg() -> None:
     weights = [torch.randn(o.shape) for o in theirs(x, a)[:3]]
 
     def total(out):
-        return sum((o * w).sum() for o, w in zip(out[:3], weights)) + out[3] + out[4] + out[5]
+        return (
+            sum((o * w).sum() for o, w in zip(out[:3], weights, strict=False))
+            + out[3]
+            + out[4]
+            + out[5]
+        )
 
     total(theirs(x, a)).backward()
     total(ours(x, a)).backward()
@@ -81,7 +86,7 @@ def test_repr_and_reset_like_pyg() -> None:
     assert list(ours.state_dict()) == list(theirs.state_dict())
     before = [p.clone() for p in ours.parameters()]
     ours.reset_parameters()
-    assert all(not torch.equal(a, b) for a, b in zip(before, ours.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(before, ours.parameters(), strict=False))
 
 
 def test_dropout_only_in_training() -> None:
@@ -95,4 +100,6 @@ def test_dropout_only_in_training() -> None:
     ours.train()
     assert not torch.allclose(ours(x, a).s, s1)
     logits = ours.mlp(x)
-    assert np.allclose(ours.eval()(x, a).s.detach().numpy(), torch.softmax(logits, -1).detach().numpy(), atol=1e-6)
+    assert np.allclose(
+        ours.eval()(x, a).s.detach().numpy(), torch.softmax(logits, -1).detach().numpy(), atol=1e-6
+    )

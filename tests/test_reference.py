@@ -43,7 +43,9 @@ def test_spectral_loss_is_minus_modularity_on_karate() -> None:
     a = karate()
     rng = np.random.default_rng(0)
     nx = pytest.importorskip("networkx")
-    club = np.array([d["club"] == "Officer" for _, d in nx.karate_club_graph().nodes(data=True)], dtype=int)
+    club = np.array(
+        [d["club"] == "Officer" for _, d in nx.karate_club_graph().nodes(data=True)], dtype=int
+    )
     for labels in (club, rng.integers(0, 4, size=len(a))):
         got = float(dmon.spectral_loss(a, _one_hot(labels)))
         assert got == pytest.approx(-_nx_modularity(a, labels), rel=1e-12, abs=1e-14)

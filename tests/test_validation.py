@@ -22,26 +22,73 @@ def _call(backend: str, **over):
 
 
 CASES = [
-    ("x rank", dict(x=X[0, 0]), ValueError, r"`x` must have shape \(B, N, F\) or \(N, F\); got 1-D shape \(3,\)"),
+    (
+        "x rank",
+        dict(x=X[0, 0]),
+        ValueError,
+        r"`x` must have shape \(B, N, F\) or \(N, F\); got 1-D shape \(3,\)",
+    ),
     ("x rank 4", dict(x=X[None]), ValueError, r"`x` must have shape .* got 4-D"),
     ("adj not square", dict(adj=A[:, :, :5]), ValueError, r"`adj` must be square.*\(2, 6, 5\)"),
     ("adj rank", dict(adj=A[0, 0]), ValueError, r"`adj` must have shape \(B, N, N\) or \(N, N\)"),
-    ("B mismatch", dict(adj=A[:1]), ValueError, r"`x` has shape \(2, 6, 3\) and `adj` has shape \(1, 6, 6\): their batch sizes B differ \(2 vs 1\)"),
-    ("N mismatch logits", dict(logits=LOGITS[:, :5]), ValueError, r"`logits` has shape \(2, 5, 4\): their node counts N differ \(6 vs 5\)"),
+    (
+        "B mismatch",
+        dict(adj=A[:1]),
+        ValueError,
+        r"`x` has shape \(2, 6, 3\) and `adj` has shape \(1, 6, 6\): their batch sizes B differ \(2 vs 1\)",
+    ),
+    (
+        "N mismatch logits",
+        dict(logits=LOGITS[:, :5]),
+        ValueError,
+        r"`logits` has shape \(2, 5, 4\): their node counts N differ \(6 vs 5\)",
+    ),
     ("N mismatch adj", dict(adj=A[:, :5, :5]), ValueError, r"node counts N differ \(6 vs 5\)"),
-    ("mask shape", dict(mask=MASK[:, :5]), ValueError, r"`mask` must have shape \(B, N\) = \(2, 6\); got shape \(2, 5\)"),
-    ("mask batch", dict(mask=MASK[:1]), ValueError, r"`mask` must have shape \(B, N\) = \(2, 6\); got shape \(1, 6\)"),
+    (
+        "mask shape",
+        dict(mask=MASK[:, :5]),
+        ValueError,
+        r"`mask` must have shape \(B, N\) = \(2, 6\); got shape \(2, 5\)",
+    ),
+    (
+        "mask batch",
+        dict(mask=MASK[:1]),
+        ValueError,
+        r"`mask` must have shape \(B, N\) = \(2, 6\); got shape \(1, 6\)",
+    ),
     ("mask rank", dict(mask=MASK[..., None]), ValueError, r"`mask` must have shape"),
     ("C < 1", dict(logits=LOGITS[..., :0]), ValueError, r"`logits` needs C >= 1 clusters"),
-    ("int x", dict(x=X.astype(np.int64)), TypeError, r"`x` must be a floating array .* got dtype int64"),
-    ("int adj", dict(adj=A.astype(np.int32)), TypeError, r"`adj` must be a floating array .* got dtype int32"),
-    ("bool logits", dict(logits=LOGITS > 0), TypeError, r"`logits` must be a floating array .* got dtype bool"),
-    ("dtype mix", dict(adj=A.astype(np.float32)), TypeError, r"`x` has dtype float64 but `adj` has dtype float32"),
+    (
+        "int x",
+        dict(x=X.astype(np.int64)),
+        TypeError,
+        r"`x` must be a floating array .* got dtype int64",
+    ),
+    (
+        "int adj",
+        dict(adj=A.astype(np.int32)),
+        TypeError,
+        r"`adj` must be a floating array .* got dtype int32",
+    ),
+    (
+        "bool logits",
+        dict(logits=LOGITS > 0),
+        TypeError,
+        r"`logits` must be a floating array .* got dtype bool",
+    ),
+    (
+        "dtype mix",
+        dict(adj=A.astype(np.float32)),
+        TypeError,
+        r"`x` has dtype float64 but `adj` has dtype float32",
+    ),
 ]
 
 
 @pytest.mark.parametrize("what,over,exc,pattern", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_raises_clear_error(backend: str, what: str, over: dict, exc: type, pattern: str) -> None:
+def test_bad_input_raises_clear_error(
+    backend: str, what: str, over: dict, exc: type, pattern: str
+) -> None:
     with pytest.raises(exc, match=pattern) as info:
         _call(backend, **over)
     assert info.value.__cause__ is None  # raised by dmon, not translated from the framework
@@ -50,7 +97,10 @@ def test_bad_input_raises_clear_error(backend: str, what: str, over: dict, exc: 
 
 def test_loss_functions_validate_too() -> None:
     s = np.full((2, 6, 4), 0.25)
-    with pytest.raises(ValueError, match=r"dmon.spectral_loss: `adj` has shape \(2, 6, 6\) and `s` has shape \(2, 5, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"dmon.spectral_loss: `adj` has shape \(2, 6, 6\) and `s` has shape \(2, 5, 4\)",
+    ):
         dmon.spectral_loss(A, s[:, :5])
     with pytest.raises(TypeError, match=r"dmon.cluster_loss: `s` must be a floating array"):
         dmon.cluster_loss(s.astype(int))
@@ -76,5 +126,7 @@ def test_torch_module_arguments() -> None:
         DMoNPooling(4, 0)
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\); got 1.5"):
         DMoNPooling(4, 2, dropout=1.5)
-    with pytest.raises(ValueError, match=r"x must have shape \(B, N, 4\) or \(N, 4\); got \(2, 6, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"x must have shape \(B, N, 4\) or \(N, 4\); got \(2, 6, 3\)"
+    ):
         DMoNPooling(4, 2)(torch.zeros(2, 6, 3), torch.zeros(2, 6, 6))

@@ -6,6 +6,8 @@ outputs; the math is :func:`dmon.pool`. ``torch_geometric`` is not needed.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import Tensor
 
@@ -25,7 +27,7 @@ class MLP(torch.nn.Module):
             raise ValueError(f"channel_list needs at least 2 sizes; got {channel_list}")
         self.channel_list = list(channel_list)
         self.lins = torch.nn.ModuleList(
-            torch.nn.Linear(a, b) for a, b in zip(channel_list[:-1], channel_list[1:], strict=True)
+            torch.nn.Linear(a, b) for a, b in itertools.pairwise(channel_list)
         )
 
     @property
@@ -38,6 +40,7 @@ class MLP(torch.nn.Module):
 
     def reset_parameters(self) -> None:
         for lin in self.lins:
+            assert isinstance(lin, torch.nn.Linear)
             lin.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -66,7 +69,9 @@ class DMoNPooling(torch.nn.Module):
     def __init__(self, channels: int | list[int], k: int, dropout: float = 0.0) -> None:
         super().__init__()
         if isinstance(channels, bool) or not isinstance(channels, int | list | tuple):
-            raise TypeError(f"channels must be an int or a list of ints; got {type(channels).__name__}")
+            raise TypeError(
+                f"channels must be an int or a list of ints; got {type(channels).__name__}"
+            )
         channels = [channels] if isinstance(channels, int) else list(channels)
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int (number of clusters); got {k!r}")

@@ -1,0 +1,95 @@
+"""nox sessions. Each framework's tests run in a venv holding only that framework, which
+proves that a JAX user does not need torch (and so on); ``parity`` holds them all plus
+torch_geometric for the cross-framework and PyG tests.
+
+    nox                      # every session below
+    nox -s tests-jax         # one of them
+    nox -r -s parity         # reuse the venv (seconds instead of a minute)
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = [
+    "lint",
+    "tests-numpy",
+    "tests-torch",
+    "tests-tensorflow",
+    "tests-jax",
+    "parity",
+    "docs",
+    "demo",
+]
+nox.options.error_on_missing_interpreters = True
+
+# torch is pinned: a CPU wheel of exactly this release is what test machines carry; an
+# unpinned torch resolves to a multi-GB CUDA build.
+TORCH = "torch==2.13.0"
+TENSORFLOW = "tensorflow-cpu>=2.16"
+JAX = "jax>=0.4.30"
+FRAMEWORKS = {"numpy": [], "torch": [TORCH], "tensorflow": [TENSORFLOW], "jax": [JAX]}
+
+ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONHASHSEED": "0"}
+
+
+def _pytest(session: nox.Session, *extra: str) -> None:
+    session.run("pytest", "-q", *session.posargs, *extra, env=ENV)
+
+
+def _framework_session(framework: str) -> None:
+    def session_fn(session: nox.Session) -> None:
+        session.install(*FRAMEWORKS[framework])
+        session.install("-e", ".[test]", "setuptools")
+        _pytest(session)
+
+    session_fn.__doc__ = f"The suite with only {framework} installed; the others' tests skip."
+    nox.session(name=f"tests-{framework}", tags=["tests"])(session_fn)
+
+
+for _fw in FRAMEWORKS:
+    _framework_session(_fw)
+
+
+@nox.session
+def parity(session: nox.Session) -> None:
+    """Every framework plus torch_geometric in one venv: cross-backend and PyG tests."""
+    session.install(TORCH)  # first, so nothing below pulls another torch
+    session.install(TENSORFLOW, JAX, "torch_geometric", "-e", ".[test]", "setuptools")
+    _pytest(session)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff and mypy."""
+    session.install("ruff", "mypy", "numpy", "nox", "pytest")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The mkdocs site, with warnings as errors."""
+    session.install("-e", ".[docs]")
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", os.path.join(session.create_tmp(), "site")
+    )
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The README's main job: pool a small built-in graph on every backend."""
+    session.install(TORCH)
+    session.install(TENSORFLOW, JAX, "-e", ".")
+    session.run("python", "examples/compare_backends.py", env=ENV)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Not run by default: the benchmark against torch_geometric (writes docs/benchmarks.md)."""
+    session.install(TORCH)
+    session.install("torch_geometric", "-e", ".")
+    session.run("python", "benchmarks/bench_dense.py", *session.posargs)
