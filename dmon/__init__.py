@@ -1,8 +1,8 @@
 """DMoN (Deep Modularity Networks) pooling, written once for NumPy, PyTorch, TensorFlow
 and JAX.
 
-``import dmon`` imports no deep-learning framework: the backend serving a call is picked
-from the type of its input arrays (see :mod:`dmon.ops`).
+`import dmon` imports no deep-learning framework: the backend serving a call is picked
+from the type of its input arrays (see `dmon.ops`).
 """
 
 from dmon.ops import available_backends, get_backend

@@ -1,10 +1,10 @@
 """The small array-ops interface every backend implements, and dispatch by input type.
 
-The core (:mod:`dmon.pooling`) is written once against :class:`ArrayOps`. A backend is one
-class in ``backends/<name>.py`` (installed as ``dmon.backends.<name>``) that imports its
+The core (`dmon.pooling`) is written once against `ArrayOps`. A backend is one
+class in `backends/<name>.py` (installed as `dmon.backends.<name>`) that imports its
 framework lazily and implements every op below. Which backend serves a call is decided by
 the *type* of the input arrays, looking only at frameworks that are already imported
-(``sys.modules``), so ``import dmon`` never imports a framework and a JAX user never needs
+(`sys.modules`), so `import dmon` never imports a framework and a JAX user never needs
 torch. The answer is cached per type.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 Array = Any
-"""A framework array: ``numpy.ndarray``, ``torch.Tensor``, ``tf.Tensor`` or ``jax.Array``."""
+"""A framework array: `numpy.ndarray`, `torch.Tensor`, `tf.Tensor` or `jax.Array`."""
 
 FLOATING = ("float16", "bfloat16", "float32", "float64")
 HALF = ("float16", "bfloat16")
@@ -25,16 +25,16 @@ HALF = ("float16", "bfloat16")
 
 @runtime_checkable
 class ArrayOps(Protocol):
-    """What the core needs from a framework. Shapes are batched: ``(B, N, C)`` etc.
+    """What the core needs from a framework. Shapes are batched: `(B, N, C)` etc.
 
-    Arithmetic (``+ - * /``, comparisons, basic slicing ``x[..., :k]``) is taken from the
+    Arithmetic (`+ - * /`, comparisons, basic slicing `x[..., :k]`) is taken from the
     arrays' own operators, which all four frameworks share; only what differs is here.
     """
 
     name: str
-    """Backend name, e.g. ``"torch"``."""
+    """Backend name, e.g. `"torch"`."""
     framework: str
-    """Top-level module whose presence in ``sys.modules`` makes this backend eligible."""
+    """Top-level module whose presence in `sys.modules` makes this backend eligible."""
 
     def is_array(self, x: object) -> bool:
         """True for this framework's dense array type (tracers included)."""
@@ -45,15 +45,15 @@ class ArrayOps(Protocol):
         ...
 
     def shape(self, x: Array) -> tuple[int | None, ...]:
-        """Static shape; ``None`` for a dimension unknown at trace time."""
+        """Static shape; `None` for a dimension unknown at trace time."""
         ...
 
     def dtype_name(self, x: Array) -> str:
-        """Dtype as a NumPy-style name: ``"float32"``, ``"bfloat16"``, ``"bool"``, ..."""
+        """Dtype as a NumPy-style name: `"float32"`, `"bfloat16"`, `"bool"`, ..."""
         ...
 
     def astype(self, x: Array, dtype: str) -> Array:
-        """Cast ``x`` to the dtype named ``dtype``."""
+        """Cast `x` to the dtype named `dtype`."""
         ...
 
     def expand_dims(self, x: Array, axis: int) -> Array:
@@ -61,19 +61,19 @@ class ArrayOps(Protocol):
         ...
 
     def ones_like(self, x: Array) -> Array:
-        """Ones with the shape, dtype and device of ``x``."""
+        """Ones with the shape, dtype and device of `x`."""
         ...
 
     def eye(self, n: int, like: Array) -> Array:
-        """``(n, n)`` identity in the dtype and device of ``like``."""
+        """`(n, n)` identity in the dtype and device of `like`."""
         ...
 
     def concat(self, xs: Sequence[Array], axis: int) -> Array:
-        """Concatenate along ``axis``."""
+        """Concatenate along `axis`."""
         ...
 
     def matmul(self, a: Array, b: Array) -> Array:
-        """Batched matrix product ``(B, N, K) @ (B, K, M) -> (B, N, M)``."""
+        """Batched matrix product `(B, N, K) @ (B, K, M) -> (B, N, M)`."""
         ...
 
     def transpose(self, x: Array) -> Array:
@@ -81,11 +81,11 @@ class ArrayOps(Protocol):
         ...
 
     def diagonal(self, x: Array) -> Array:
-        """Diagonal of the last two axes: ``(B, C, C) -> (B, C)``."""
+        """Diagonal of the last two axes: `(B, C, C) -> (B, C)`."""
         ...
 
     def sum(self, x: Array, axis: int | tuple[int, ...], keepdims: bool = False) -> Array:
-        """Sum over ``axis``."""
+        """Sum over `axis`."""
         ...
 
     def mean(self, x: Array) -> Array:
@@ -97,7 +97,7 @@ class ArrayOps(Protocol):
         ...
 
     def where(self, cond: Array, a: Array | float, b: Array | float) -> Array:
-        """Element-wise select; ``a`` or ``b`` may be a Python number."""
+        """Element-wise select; `a` or `b` may be a Python number."""
         ...
 
     def softmax(self, x: Array) -> Array:
@@ -132,9 +132,9 @@ def _type_name(x: object) -> str:
 
 
 def backend_by_name(name: str) -> ArrayOps:
-    """The backend object named ``name`` (``"numpy"``, ``"torch"``, ``"tensorflow"``,
-    ``"jax"``), importing its framework. Raises ``ValueError`` for an unknown name and
-    ``ImportError`` (with the ``pip install`` hint) when the framework is missing."""
+    """The backend object named `name` (`"numpy"`, `"torch"`, `"tensorflow"`,
+    `"jax"`), importing its framework. Raises `ValueError` for an unknown name and
+    `ImportError` (with the `pip install` hint) when the framework is missing."""
     if name not in _BACKENDS:
         raise ValueError(f"backend must be one of {sorted(_BACKENDS)}; got {name!r}")
     if name not in _instances:
@@ -149,13 +149,13 @@ def backend_by_name(name: str) -> ArrayOps:
 
 
 def get_backend(x: object) -> ArrayOps:
-    """The backend serving arrays of ``type(x)``.
+    """The backend serving arrays of `type(x)`.
 
     Only frameworks already imported are considered, so this never imports one. The
     answer is cached per type.
 
     Raises:
-        TypeError: ``x`` is not an array of a supported framework.
+        TypeError: `x` is not an array of a supported framework.
     """
     t = type(x)
     cached = _type_cache.get(t)
@@ -184,12 +184,12 @@ def resolve(
 ) -> tuple[ArrayOps, dict[str, Any]]:
     """Pick the backend for a call and return it with the arrays in its framework.
 
-    ``arrays`` maps argument names to inputs (``None`` entries are passed through).
-    Without ``backend``, all inputs must belong to one framework; with it, every input is
+    `arrays` maps argument names to inputs (`None` entries are passed through).
+    Without `backend`, all inputs must belong to one framework; with it, every input is
     converted to that framework.
 
     Raises:
-        TypeError: inputs of two frameworks and no ``backend``; the message names both.
+        TypeError: inputs of two frameworks and no `backend`; the message names both.
     """
     given = {k: v for k, v in arrays.items() if v is not None}
     if not given:

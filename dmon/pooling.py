@@ -1,9 +1,8 @@
-r"""DMoN pooling and its three losses, written once against :class:`dmon.ops.ArrayOps`.
+"""DMoN pooling and its three losses, written once against `dmon.ops.ArrayOps`.
 
-Notation (per graph of a batch): :math:`S \in [0,1]^{N\times C}` the soft assignment,
-:math:`A \in \mathbb{R}^{N\times N}` the adjacency, :math:`X \in \mathbb{R}^{N\times F}`
-the features, :math:`M \in \{0,1\}^{N}` the node mask, :math:`d = (A\mathbf{1})\odot M`
-the degrees and :math:`2m = \sum_i d_i`.
+Notation, per graph of a batch: `S ∈ [0, 1]^(N×C)` the soft assignment, `A ∈ ℝ^(N×N)` the
+adjacency, `X ∈ ℝ^(N×F)` the features, `M ∈ {0, 1}^N` the node mask, `d = (A 1) ⊙ M` the
+degrees and `2m = Σᵢ dᵢ`.
 
 Nothing here imports a framework or branches on the backend.
 """
@@ -19,29 +18,29 @@ from dmon.validation import prepare
 
 
 class DMoNOutput(NamedTuple):
-    """What :func:`pool` returns; unpacks like PyTorch Geometric's 6-tuple."""
+    """What `pool` returns; unpacks like PyTorch Geometric's 6-tuple."""
 
     s: Array
-    """``(B, N, C)`` soft assignment ``softmax(logits) * mask``."""
+    """`(B, N, C)` soft assignment `softmax(logits) * mask`."""
     x: Array
-    """``(B, C, F)`` pooled features ``selu(Sᵀ X)``."""
+    """`(B, C, F)` pooled features `selu(Sᵀ X)`."""
     adj: Array
-    """``(B, C, C)`` pooled adjacency ``D^-1/2 (SᵀAS with zero diagonal) D^-1/2``."""
+    """`(B, C, C)` pooled adjacency `D^-1/2 (SᵀAS with zero diagonal) D^-1/2`."""
     spectral_loss: Array
-    """Scalar: ``-(Tr(SᵀAS) - ‖Sᵀd‖²/2m) / 2m``, mean over the batch."""
+    """Scalar: `-(Tr(SᵀAS) - ‖Sᵀd‖²/2m) / 2m`, mean over the batch."""
     ortho_loss: Array
-    """Scalar: ``‖SᵀS/‖SᵀS‖_F - I/√C‖_F``, mean over the batch."""
+    """Scalar: `‖SᵀS/‖SᵀS‖_F - I/√C‖_F`, mean over the batch."""
     cluster_loss: Array
-    """Scalar: ``‖Σᵢ Sᵢ‖ √C / n - 1`` per graph (``n`` valid nodes), mean over the batch."""
+    """Scalar: `‖Σᵢ Sᵢ‖ √C / n - 1` per graph (`n` valid nodes), mean over the batch."""
 
 
 # --- helpers that keep degenerate graphs finite, values and gradients alike -------------
 
 
 def _safe_div(ops: ArrayOps, num: Array, den: Array) -> Array:
-    """``num / den`` where ``den > 0``, else 0; the gradient is finite everywhere.
+    """`num / den` where `den > 0`, else 0; the gradient is finite everywhere.
 
-    The inner ``where`` keeps the unused branch from producing inf/NaN, which would leak
+    The inner `where` keeps the unused branch from producing inf/NaN, which would leak
     into the gradient of the outer one (the "double where" trick).
     """
     ok = den > 0
@@ -49,7 +48,7 @@ def _safe_div(ops: ArrayOps, num: Array, den: Array) -> Array:
 
 
 def _safe_sqrt(ops: ArrayOps, v: Array) -> Array:
-    """``sqrt(v)`` for ``v > 0``, else 0, with gradient 0 (not inf) at 0, as torch.norm."""
+    """`sqrt(v)` for `v > 0`, else 0, with gradient 0 (not inf) at 0, as torch.norm."""
     ok = v > 0
     return ops.where(ok, ops.sqrt(ops.where(ok, v, 1.0)), 0.0)
 
@@ -61,57 +60,53 @@ def _frobenius(ops: ArrayOps, v: Array, axis: int | tuple[int, ...]) -> Array:
 # --- the pieces, per graph (B,) -------------------------------------------------------
 
 
-def _propagate(ops: ArrayOps, adj: Array, s: Array, mask: Array | None) -> tuple[Array, Array]:
-    """``A S`` and the masked degrees ``d`` from a single product ``A [S | 1]``.
+def _coarsen(ops: ArrayOps, adj: Array, s: Array) -> tuple[Array, Array]:
+    """`SᵀAS` and `Sᵀd` from one pass over A.
 
-    Reading A once (instead of a matmul plus a separate row sum, as PyTorch Geometric does)
-    is the dominant cost of the whole layer for dense inputs.
+    With `d = (A 1) ⊙ M` and `S` already masked, `Sᵀd = (SᵀA) 1`: the degrees are
+    never formed, so A is read once (PyTorch Geometric reads it a second time for a row
+    sum). `SᵀA` is also the product the CPU BLAS runs fastest (see docs/benchmarks.md).
     """
-    c = ops.shape(s)[-1]
-    prod = ops.matmul(adj, ops.concat([s, ops.ones_like(s[..., :1])], axis=-1))
-    a_s, deg = prod[..., :c], prod[..., c:]
-    return a_s, (deg if mask is None else deg * mask)
+    s_t_a = ops.matmul(ops.transpose(s), adj)  # (B, C, N)
+    return ops.matmul(s_t_a, s), ops.sum(s_t_a, axis=-1)
 
 
-def _spectral_per_graph(ops: ArrayOps, out_adj: Array, s: Array, deg: Array) -> Array:
-    r""":math:`-\frac{1}{2m}\left(\mathrm{Tr}(S^\top A S) - \frac{\|S^\top d\|^2}{2m}\right)`,
-    and 0 for a graph with no edges (:math:`m = 0`)."""
-    two_m = ops.sum(deg, axis=(1, 2))  # (B,)
-    s_d = ops.sum(ops.matmul(ops.transpose(s), deg), axis=-1)  # (B, C)
+def _spectral_per_graph(ops: ArrayOps, out_adj: Array, s_d: Array, two_m: Array) -> Array:
+    """`-(Tr(SᵀAS) - ‖Sᵀd‖² / 2m) / 2m`, and 0 for a graph with no edges (`m = 0`)."""
     trace = ops.sum(ops.diagonal(out_adj), axis=-1)
     expected = _safe_div(ops, ops.sum(s_d * s_d, axis=-1), two_m)
     return -_safe_div(ops, trace - expected, two_m)
 
 
-def _ortho_per_graph(ops: ArrayOps, s: Array, n_valid: Array) -> Array:
-    r""":math:`\left\|\frac{S^\top S}{\|S^\top S\|_F} - \frac{I_C}{\sqrt{C}}\right\|_F`,
-    and 0 for a graph with no valid node."""
+def _ortho_per_graph(ops: ArrayOps, s: Array, n_valid: Array | None) -> Array:
+    """`‖SᵀS / ‖SᵀS‖_F - I_C / √C‖_F`, and 0 for a graph with no valid node."""
     c = ops.shape(s)[-1]
     ss = ops.matmul(ops.transpose(s), s)
     ss_norm = ops.expand_dims(ops.expand_dims(_frobenius(ops, ss, (1, 2)), -1), -1)
     eye = ops.eye(c, like=ss) / math.sqrt(c)  # type: ignore[arg-type]
     loss = _frobenius(ops, _safe_div(ops, ss, ss_norm) - eye, (1, 2))
-    return ops.where(n_valid > 0, loss, 0.0)
+    return loss if n_valid is None else ops.where(n_valid > 0, loss, 0.0)
 
 
-def _cluster_per_graph(ops: ArrayOps, s: Array, n_valid: Array) -> Array:
-    r""":math:`\frac{\sqrt{C}}{n}\left\|\sum_i S_i\right\| - 1` with :math:`n` the number
-    of valid nodes of *that* graph (PyTorch Geometric divides by every graph's ``n``,
-    pytorch_geometric#10148), and 0 for a graph with no valid node."""
+def _cluster_per_graph(ops: ArrayOps, s: Array, n_valid: Array | None) -> Array:
+    """`‖Σᵢ Sᵢ‖ √C / n - 1` with `n` the number of valid nodes of *that* graph (PyTorch
+    Geometric divides by every graph's `n`, pytorch_geometric#10148), and 0 for a graph
+    with no valid node."""
     c = ops.shape(s)[-1]
     sizes = _frobenius(ops, ops.sum(s, axis=1), -1)
+    if n_valid is None:  # no mask: every graph has N > 0 nodes, known statically
+        return sizes * (math.sqrt(c) / ops.shape(s)[1]) - 1.0  # type: ignore[arg-type, operator]
     return ops.where(n_valid > 0, _safe_div(ops, sizes * math.sqrt(c), n_valid) - 1.0, 0.0)  # type: ignore[arg-type]
 
 
-def _n_valid(ops: ArrayOps, s: Array, mask: Array | None) -> Array:
-    if mask is None:
-        return ops.sum(ops.ones_like(s[..., 0]), axis=-1)
-    return ops.sum(mask, axis=(1, 2))
+def _n_valid(ops: ArrayOps, mask: Array | None) -> Array | None:
+    """`(B,)` number of valid nodes per graph; `None` without a mask (all `N`)."""
+    return None if mask is None else ops.sum(mask, axis=(1, 2))
 
 
 def _normalized_pooled_adj(ops: ArrayOps, out_adj: Array) -> Array:
-    """Zero the diagonal of ``SᵀAS``, then ``D^-1/2 A' D^-1/2`` with ``EPS`` added to
-    ``sqrt(d)`` (PyTorch Geometric's form; a cluster of degree 0 gives a zero row)."""
+    """Zero the diagonal of `SᵀAS`, then `D^-1/2 A' D^-1/2` with `EPS` added to
+    `sqrt(d)` (PyTorch Geometric's form; a cluster of degree 0 gives a zero row)."""
     c = ops.shape(out_adj)[-1]
     out_adj = out_adj * (1.0 - ops.eye(c, like=out_adj))  # type: ignore[arg-type]
     root = _safe_sqrt(ops, ops.sum(out_adj, axis=-1)) + EPS  # (B, C)
@@ -129,28 +124,28 @@ def pool(
     *,
     backend: str | None = None,
 ) -> DMoNOutput:
-    r"""DMoN pooling of a batch of graphs given the cluster-assignment logits.
+    """DMoN pooling of a batch of graphs given the cluster-assignment logits.
 
-    Computes, per graph, :math:`S = \mathrm{softmax}(\text{logits}) \odot M`,
-    :math:`X' = \mathrm{selu}(S^\top (X \odot M))`,
-    :math:`A' = D^{-1/2}\,\mathrm{offdiag}(S^\top A S)\,D^{-1/2}` and the three losses of
-    :class:`DMoNOutput` (each the mean over the batch), exactly as
-    ``torch_geometric.nn.DMoNPooling.forward`` after its MLP, except that the cluster loss
+    Computes, per graph, `S = softmax(logits) ⊙ M`, `X' = selu(Sᵀ (X ⊙ M))`,
+    `A' = D^-1/2 offdiag(SᵀAS) D^-1/2` (with `D` the row sums of `offdiag(SᵀAS)`) and the
+    three losses of `DMoNOutput` (each the mean over the batch), exactly as
+    `torch_geometric.nn.DMoNPooling.forward` after its MLP, except that the cluster loss
     divides by each graph's own node count, and degenerate graphs (no edges, or no valid
     node) give finite values and gradients: every loss of such a graph is 0.
 
     Args:
-        x: ``(B, N, F)`` or ``(N, F)`` node features.
-        adj: ``(B, N, N)`` or ``(N, N)`` dense adjacency (non-negative weights).
-        logits: ``(B, N, C)`` or ``(N, C)`` assignment logits (before the softmax).
-        mask: optional ``(B, N)`` (or ``(N,)``) boolean/0-1 mask of the valid nodes.
-        backend: ``"numpy"``, ``"torch"``, ``"tensorflow"`` or ``"jax"`` to override the
+        x: `(B, N, F)` or `(N, F)` node features.
+        adj: `(B, N, N)` or `(N, N)` dense adjacency (non-negative weights).
+        logits: `(B, N, C)` or `(N, C)` assignment logits (before the softmax).
+        mask: optional `(B, N)` (or `(N,)`) boolean/0-1 mask of the valid nodes;
+            any non-zero entry counts as valid.
+        backend: `"numpy"`, `"torch"`, `"tensorflow"` or `"jax"` to override the
             choice by input type; inputs are then converted to that framework.
 
     Returns:
-        :class:`DMoNOutput` ``(s, x, adj, spectral_loss, ortho_loss, cluster_loss)`` in the
-        caller's framework, device and dtype; always batched (``B = 1`` for 2-D input).
-        For float16/bfloat16 input the work is done in float32; ``s``, ``x``, ``adj`` come
+        `DMoNOutput` `(s, x, adj, spectral_loss, ortho_loss, cluster_loss)` in the
+        caller's framework, device and dtype; always batched (`B = 1` for 2-D input).
+        For float16/bfloat16 input the work is done in float32; `s`, `x`, `adj` come
         back in the input dtype and the losses stay float32.
     """
     ops, args = resolve({"x": x, "adj": adj, "logits": logits, "mask": mask}, backend)
@@ -162,13 +157,14 @@ def pool(
     if mask_ is not None:
         s, xs = s * mask_, xs * mask_
 
-    a_s, deg = _propagate(ops, a["adj"], s, mask_)
-    s_t = ops.transpose(s)
-    out_adj = ops.matmul(s_t, a_s)
-    out_x = ops.selu(ops.matmul(s_t, xs))
-    n_valid = _n_valid(ops, s, mask_)
+    out_adj, s_d = _coarsen(ops, a["adj"], s)
+    out_x = ops.selu(ops.matmul(ops.transpose(s), xs))
+    n_valid = _n_valid(ops, mask_)
+    # Each row of S sums to its mask value (softmax, then the 0/1 mask), so
+    # 2m = Σᵢ mᵢ dᵢ = Σ_c (Sᵀd)_c: no second pass over A for the degrees.
+    two_m = ops.sum(s_d, axis=-1)
 
-    spectral = ops.mean(_spectral_per_graph(ops, out_adj, s, deg))
+    spectral = ops.mean(_spectral_per_graph(ops, out_adj, s_d, two_m))
     ortho = ops.mean(_ortho_per_graph(ops, s, n_valid))
     cluster = ops.mean(_cluster_per_graph(ops, s, n_valid))
     out_adj = _normalized_pooled_adj(ops, out_adj)
@@ -191,53 +187,54 @@ def _assignments(
 def spectral_loss(
     adj: Array, s: Array, mask: Array | None = None, *, backend: str | None = None
 ) -> Array:
-    r"""Spectral (modularity) loss :math:`-\frac{1}{2m}\left(\mathrm{Tr}(S^\top A S) -
-    \frac{\|S^\top d\|^2}{2m}\right)`, mean over the batch.
+    """Spectral (modularity) loss `-(Tr(SᵀAS) - ‖Sᵀd‖² / 2m) / 2m`, mean over the batch.
 
-    For a one-hot ``s`` this is exactly minus the (Newman) modularity of the partition.
+    For a one-hot `s` this is exactly minus the (Newman) modularity of the partition.
     A graph with no edges contributes 0.
 
     Args:
-        adj: ``(B, N, N)`` or ``(N, N)`` adjacency.
-        s: ``(B, N, C)`` or ``(N, C)`` assignment (already soft-maxed).
-        mask: optional ``(B, N)`` valid-node mask; masked rows of ``s`` and their degrees
+        adj: `(B, N, N)` or `(N, N)` adjacency.
+        s: `(B, N, C)` or `(N, C)` assignment (already soft-maxed).
+        mask: optional `(B, N)` valid-node mask; masked rows of `s` and their degrees
             are ignored.
 
     Returns:
         A 0-d array (float32 for half-precision inputs).
     """
     ops, a = _assignments("dmon.spectral_loss", {"adj": adj, "s": s, "mask": mask}, backend)
-    a_s, deg = _propagate(ops, a["adj"], a["s"], a.get("mask"))
-    out_adj = ops.matmul(ops.transpose(a["s"]), a_s)
-    return ops.mean(_spectral_per_graph(ops, out_adj, a["s"], deg))
+    out_adj, s_d = _coarsen(ops, a["adj"], a["s"])
+    # Any s is allowed here (rows need not sum to 1), so 2m comes from the degrees.
+    deg = ops.sum(a["adj"], axis=-1)
+    if "mask" in a:
+        deg = deg * a["mask"][..., 0]
+    return ops.mean(_spectral_per_graph(ops, out_adj, s_d, ops.sum(deg, axis=-1)))
 
 
 def orthogonality_loss(s: Array, mask: Array | None = None, *, backend: str | None = None) -> Array:
-    r"""Orthogonality loss :math:`\left\|\frac{S^\top S}{\|S^\top S\|_F} -
-    \frac{I_C}{\sqrt{C}}\right\|_F`, mean over the batch; in :math:`[0, \sqrt{2}]`.
+    """Orthogonality loss `‖SᵀS / ‖SᵀS‖_F - I_C / √C‖_F`, mean over the batch; in
+    `[0, √2]`.
 
     Args:
-        s: ``(B, N, C)`` or ``(N, C)`` assignment.
-        mask: optional ``(B, N)`` valid-node mask. A graph with no valid node gives 0.
+        s: `(B, N, C)` or `(N, C)` assignment.
+        mask: optional `(B, N)` valid-node mask. A graph with no valid node gives 0.
 
     Returns:
         A 0-d array.
     """
     ops, a = _assignments("dmon.orthogonality_loss", {"s": s, "mask": mask}, backend)
-    return ops.mean(_ortho_per_graph(ops, a["s"], _n_valid(ops, a["s"], a.get("mask"))))
+    return ops.mean(_ortho_per_graph(ops, a["s"], _n_valid(ops, a.get("mask"))))
 
 
 def cluster_loss(s: Array, mask: Array | None = None, *, backend: str | None = None) -> Array:
-    r"""Cluster (collapse) loss :math:`\frac{\sqrt{C}}{n}\left\|\sum_i S_i\right\|_2 - 1`
-    per graph, with :math:`n` that graph's number of valid nodes, mean over the batch; in
-    :math:`[0, \sqrt{C} - 1]`.
+    """Cluster (collapse) loss `‖Σᵢ Sᵢ‖₂ √C / n - 1` per graph, with `n` that graph's
+    number of valid nodes, mean over the batch; in `[0, √C - 1]`.
 
     Args:
-        s: ``(B, N, C)`` or ``(N, C)`` assignment.
-        mask: optional ``(B, N)`` valid-node mask. A graph with no valid node gives 0.
+        s: `(B, N, C)` or `(N, C)` assignment.
+        mask: optional `(B, N)` valid-node mask. A graph with no valid node gives 0.
 
     Returns:
         A 0-d array.
     """
     ops, a = _assignments("dmon.cluster_loss", {"s": s, "mask": mask}, backend)
-    return ops.mean(_cluster_per_graph(ops, a["s"], _n_valid(ops, a["s"], a.get("mask"))))
+    return ops.mean(_cluster_per_graph(ops, a["s"], _n_valid(ops, a.get("mask"))))

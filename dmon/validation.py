@@ -1,7 +1,7 @@
 """Input checks and batching, done once before any framework op sees the arrays.
 
-Every check reads only static shapes and dtypes, so it runs unchanged under ``jax.jit``,
-``tf.function`` and ``torch.compile`` (a dimension unknown at trace time is skipped).
+Every check reads only static shapes and dtypes, so it runs unchanged under `jax.jit`,
+`tf.function` and `torch.compile` (a dimension unknown at trace time is skipped).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ class Batched(NamedTuple):
     """Inputs promoted to a batch, in the compute dtype."""
 
     arrays: dict[str, Array]
-    """Each given input with a leading batch axis: ``(B, N, ·)``; the mask is ``(B, N, 1)``."""
+    """Each given input with a leading batch axis: `(B, N, ·)`; the mask is `(B, N, 1)`."""
     dtype: str
     """The callers' floating dtype, to cast the node-level outputs back to."""
     compute_dtype: str
-    """float32 for half-precision inputs (no overflow of degree sums), else ``dtype``."""
+    """float32 for half-precision inputs (no overflow of degree sums), else `dtype`."""
 
 
 def _fmt(shape: tuple[int | None, ...]) -> str:
@@ -46,14 +46,14 @@ def prepare(
 ) -> Batched:
     """Check shapes and dtypes, add the batch axis to 2-D inputs, upcast half precision.
 
-    Node tensors (``x`` ``(N, F)``/``(B, N, F)``, ``logits``/``s`` ``(N, C)``/``(B, N, C)``)
-    and ``adj`` (``(N, N)``/``(B, N, N)``) may each be given with or without the batch axis,
-    as in PyTorch Geometric. ``mask`` is ``(B, N)`` (or ``(N,)`` for one graph), boolean or
+    Node tensors (`x` `(N, F)`/`(B, N, F)`, `logits`/`s` `(N, C)`/`(B, N, C)`)
+    and `adj` (`(N, N)`/`(B, N, N)`) may each be given with or without the batch axis,
+    as in PyTorch Geometric. `mask` is `(B, N)` (or `(N,)` for one graph), boolean or
     numeric.
 
     Raises:
-        ValueError: wrong rank, non-square ``adj``, mismatched ``B`` or ``N``, ``C < 1``.
-        TypeError: a non-floating ``x``/``adj``/``logits``/``s``, or floating inputs of
+        ValueError: wrong rank, non-square `adj`, mismatched `B` or `N`, `C < 1`.
+        TypeError: a non-floating `x`/`adj`/`logits`/`s`, or floating inputs of
             different dtypes.
     """
     given = {
@@ -137,5 +137,7 @@ def prepare(
             raise TypeError(f"{where}: `mask` must be boolean or real; got dtype {mdtype}")
         if len(mshape) == 1:
             mask = ops.expand_dims(mask, 0)
-        arrays["mask"] = ops.expand_dims(ops.astype(mask, compute), -1)
+        # Non-zero means valid; binarising keeps Σ_c S_ic = m_i ∈ {0, 1}, which the core uses.
+        mask = ops.astype(ops.astype(mask, compute) != 0, compute)
+        arrays["mask"] = ops.expand_dims(mask, -1)
     return Batched(arrays, dtype, compute)

@@ -82,3 +82,13 @@ def test_graph_without_edges_and_fully_masked_graph(backend: str) -> None:
     )
     np.testing.assert_array_equal(to_numpy(out.s)[2], 0.0)
     np.testing.assert_array_equal(to_numpy(out.adj)[1:], 0.0)
+
+
+def test_mask_values_count_as_valid_when_nonzero(backend: str) -> None:
+    """A 0/1 float mask, an int mask and a bool mask mean the same; any non-zero is valid."""
+    x, a, logits, mask = random_batch(12, masked=True)
+    want = dmon.pool(x, a, logits, mask)
+    for m in (mask.astype(np.float64), mask.astype(np.int32), mask * 0.5):
+        got = dmon.pool(*(to_backend(backend, v) for v in (x, a, logits)), to_backend(backend, m))
+        for name, g, w in zip(want._fields, got, want, strict=True):
+            assert_close(g, w, "float64", name)

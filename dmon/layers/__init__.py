@@ -1,2 +1,2 @@
-"""Framework layers over :func:`dmon.pool`. Import the submodule of your framework:
-``dmon.layers.torch``. Importing this package imports no framework."""
+"""Framework layers over `dmon.pool`. Import the submodule of your framework:
+`dmon.layers.torch`. Importing this package imports no framework."""

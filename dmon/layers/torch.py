@@ -1,7 +1,7 @@
-"""A ``torch.nn.Module`` that is a drop-in for ``torch_geometric.nn.DMoNPooling``.
+"""A `torch.nn.Module` that is a drop-in for `torch_geometric.nn.DMoNPooling`.
 
-Same constructor, parameter names (a PyG ``state_dict`` loads unchanged), forward and six
-outputs; the math is :func:`dmon.pool`. ``torch_geometric`` is not needed.
+Same constructor, parameter names (a PyG `state_dict` loads unchanged), forward and six
+outputs; the math is `dmon.pool`. `torch_geometric` is not needed.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dmon.pooling import DMoNOutput, pool
 
 
 class MLP(torch.nn.Module):
-    """The linear stack PyG's ``DMoNPooling`` builds: ``MLP(channels + [k], act=None,
-    norm=None)``, i.e. Linear layers with no activation in between.
+    """The linear stack PyG's `DMoNPooling` builds: `MLP(channels + [k], act=None,
+    norm=None)`, i.e. Linear layers with no activation in between.
 
-    Parameters are named ``lins.<i>.weight``/``lins.<i>.bias`` like PyG's ``MLP``.
+    Parameters are named `lins.<i>.weight`/`lins.<i>.bias` like PyG's `MLP`.
     """
 
     def __init__(self, channel_list: list[int]) -> None:
@@ -53,16 +53,15 @@ class MLP(torch.nn.Module):
 
 
 class DMoNPooling(torch.nn.Module):
-    r"""DMoN pooling (Tsitsulin et al., JMLR 2023) as ``torch_geometric.nn.DMoNPooling``.
+    """DMoN pooling (Tsitsulin et al., JMLR 2023) as `torch_geometric.nn.DMoNPooling`.
 
-    ``logits = dropout(MLP(x))`` then :func:`dmon.pool`:
-    :math:`S = \mathrm{softmax}(\text{logits})`, :math:`X' = \mathrm{selu}(S^\top X)`,
-    :math:`A' = D^{-1/2}\,\mathrm{offdiag}(S^\top A S)\,D^{-1/2}` and the spectral,
-    orthogonality and cluster losses.
+    `logits = dropout(MLP(x))`, then `dmon.pool`: `S = softmax(logits)`,
+    `X' = selu(SᵀX)`, `A' = D^-1/2 offdiag(SᵀAS) D^-1/2` and the spectral, orthogonality
+    and cluster losses.
 
     Args:
-        channels: input feature size ``F``, or a list of sizes for a deeper MLP.
-        k: number of clusters ``C``.
+        channels: input feature size `F`, or a list of sizes for a deeper MLP.
+        k: number of clusters `C`.
         dropout: dropout probability on the logits (training only).
     """
 
@@ -85,9 +84,9 @@ class DMoNPooling(torch.nn.Module):
         self.mlp.reset_parameters()
 
     def forward(self, x: Tensor, adj: Tensor, mask: Tensor | None = None) -> DMoNOutput:
-        """Args: ``x`` ``(B, N, F)``/``(N, F)``, ``adj`` ``(B, N, N)``/``(N, N)``, ``mask``
-        ``(B, N)``. Returns the :class:`dmon.DMoNOutput` 6-tuple ``(s (B,N,C), x (B,C,F),
-        adj (B,C,C), spectral_loss, ortho_loss, cluster_loss)``."""
+        """Args: `x` `(B, N, F)`/`(N, F)`, `adj` `(B, N, N)`/`(N, N)`, `mask`
+        `(B, N)`. Returns the `dmon.DMoNOutput` 6-tuple `(s (B,N,C), x (B,C,F),
+        adj (B,C,C), spectral_loss, ortho_loss, cluster_loss)`."""
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
         if x.dim() not in (2, 3) or x.shape[-1] != self.mlp.in_channels:

@@ -1,0 +1,126 @@
+"""Time dmon.layers.torch.DMoNPooling against torch_geometric.nn.DMoNPooling, in one
+process, on the same weights and inputs.
+
+    python benchmarks/bench_dense.py            # prints the table, writes docs/benchmarks.md
+    python benchmarks/bench_dense.py --quick    # fewer repetitions, no file written
+
+B=8 graphs, N nodes each (dense random symmetric adjacency, ~10% density), F=64 features,
+C=16 clusters, float32, CPU. The two modules are called alternately (ours, theirs, ours,
+...) so that drifts in machine load hit both; each row reports medians and the median of
+the per-pair ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch_geometric.nn import DMoNPooling as PyGDMoN
+
+import dmon
+from dmon.layers.torch import DMoNPooling
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+B, F, C = 8, 64, 16
+
+
+def _inputs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    a = (torch.rand(B, n, n, generator=g) < 0.1).float()
+    a = torch.triu(a, 1)
+    return torch.randn(B, n, F, generator=g), a + a.transpose(1, 2)
+
+
+def _step(module: torch.nn.Module, x: torch.Tensor, adj: torch.Tensor, backward: bool) -> float:
+    t0 = time.perf_counter()
+    if backward:
+        _s, xp, ap, l1, l2, l3 = module(x, adj)
+        (xp.sum() + ap.sum() + l1 + l2 + l3).backward()
+    else:
+        with torch.no_grad():
+            module(x, adj)
+    return time.perf_counter() - t0
+
+
+def measure(n: int, backward: bool, reps: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    theirs = PyGDMoN(F, C)
+    ours = DMoNPooling(F, C)
+    ours.load_state_dict(theirs.state_dict())
+    x, adj = _inputs(n)
+    x.requires_grad_(backward)
+    for _ in range(3):  # warm-up: allocator, thread pool, kernel choice
+        _step(ours, x, adj, backward)
+        _step(theirs, x, adj, backward)
+    t_ours, t_theirs, ratios = [], [], []
+    for _ in range(reps):
+        a = _step(ours, x, adj, backward)
+        b = _step(theirs, x, adj, backward)
+        t_ours.append(a)
+        t_theirs.append(b)
+        ratios.append(a / b)
+    return {
+        "ours": 1e3 * statistics.median(t_ours),
+        "pyg": 1e3 * statistics.median(t_theirs),
+        "ratio": statistics.median(ratios),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions; no file")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 2048])
+    args = parser.parse_args()
+
+    rows = []
+    for n in args.sizes:
+        reps = (5 if args.quick else 40) if n <= 1024 else (3 if args.quick else 20)
+        for backward, label in ((False, "forward"), (True, "forward+backward")):
+            r = measure(n, backward, reps)
+            rows.append((n, label, r))
+            print(
+                f"N={n:5d} {label:17s} dmon {r['ours']:8.2f} ms  PyG {r['pyg']:8.2f} ms  ratio {r['ratio']:.3f}"
+            )
+
+    if args.quick:
+        return
+    import torch_geometric
+
+    lines = [
+        "# Benchmarks",
+        "",
+        "## Dense pooling: `dmon.layers.torch.DMoNPooling` vs `torch_geometric.nn.DMoNPooling`",
+        "",
+        "Written by `python benchmarks/bench_dense.py` (also `nox -s bench`). Same weights,",
+        f"same inputs, one process, called alternately. B={B}, F={F}, C={C}, float32,",
+        "dense random symmetric adjacency (~10% density). Times are medians; the ratio is",
+        "the median of per-pair ratios (below 1: dmon is faster).",
+        "",
+        "| N | pass | dmon (ms) | PyG (ms) | dmon / PyG |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for n, label, r in rows:
+        lines.append(f"| {n} | {label} | {r['ours']:.2f} | {r['pyg']:.2f} | {r['ratio']:.3f} |")
+    lines += [
+        "",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, CPU only; "
+        f"torch {torch.__version__}, torch_geometric {torch_geometric.__version__}, "
+        f"dmon {dmon.__version__}.",
+        "",
+        "Why dmon is faster: PyTorch Geometric reads the N×N adjacency twice per forward",
+        "(`Sᵀ A S` and a separate degree reduction) and once more in backward; dmon",
+        "computes `A [S | 1]`, which yields `A S` and the degrees in one pass over A, and",
+        "its backward reads A once. The adjacency is the only O(N²) operand, so the",
+        "forward time is close to halved for large N.",
+        "",
+    ]
+    DOC.write_text("\n".join(lines))
+    print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    main()
