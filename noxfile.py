@@ -41,8 +41,7 @@ def _pytest(session: nox.Session, *extra: str) -> None:
 
 def _framework_session(framework: str) -> None:
     def session_fn(session: nox.Session) -> None:
-        session.install(*FRAMEWORKS[framework])
-        session.install("-e", ".[test]", "setuptools")
+        session.install(*FRAMEWORKS[framework], "-e", ".[test]", "setuptools")
         _pytest(session)
 
     session_fn.__doc__ = f"The suite with only {framework} installed; the others' tests skip."
