@@ -19,6 +19,9 @@ nox.options.sessions = [
     "tests-torch",
     "tests-tensorflow",
     "tests-jax",
+    "keras-jax",
+    "keras-tensorflow",
+    "keras-torch",
     "parity",
     "docs",
     "demo",
@@ -52,12 +55,31 @@ for _fw in FRAMEWORKS:
     _framework_session(_fw)
 
 
+def _keras_session(backend: str) -> None:
+    def session_fn(session: nox.Session) -> None:
+        session.install(*FRAMEWORKS[backend], "-e", ".[test,keras]", "setuptools")
+        env = {**ENV, "KERAS_BACKEND": backend}
+        session.run(
+            "pytest", "-q", "tests/test_keras.py", "tests/test_graph.py", *session.posargs, env=env
+        )
+
+    session_fn.__doc__ = (
+        f"The Keras layers under KERAS_BACKEND={backend}, with only {backend} installed."
+    )
+    nox.session(name=f"keras-{backend}", tags=["keras"])(session_fn)
+
+
+for _fw in ("jax", "tensorflow", "torch"):
+    _keras_session(_fw)
+
+
 @nox.session
 def parity(session: nox.Session) -> None:
-    """Every framework plus torch_geometric in one venv: cross-backend and PyG tests."""
+    """Every framework, Keras and torch_geometric in one venv: cross-backend, Keras
+    weight-transfer and PyG tests (Keras in-process tests run on JAX here)."""
     session.install(TORCH)  # first, so nothing below pulls another torch
-    session.install(TENSORFLOW, JAX, "torch_geometric", "-e", ".[test]", "setuptools")
-    _pytest(session)
+    session.install(TENSORFLOW, JAX, "torch_geometric", "-e", ".[test,keras]", "setuptools")
+    session.run("pytest", "-q", *session.posargs, env={**ENV, "KERAS_BACKEND": "jax"})
 
 
 @nox.session

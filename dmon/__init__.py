@@ -5,6 +5,7 @@ and JAX.
 from the type of its input arrays (see `dmon.ops`).
 """
 
+from dmon.graph import gcn_normalize
 from dmon.ops import available_backends, get_backend
 from dmon.pooling import DMoNOutput, cluster_loss, orthogonality_loss, pool, spectral_loss
 
@@ -15,6 +16,7 @@ __all__ = [
     "__version__",
     "available_backends",
     "cluster_loss",
+    "gcn_normalize",
     "get_backend",
     "orthogonality_loss",
     "pool",

@@ -1,0 +1,373 @@
+"""Keras 3 layers over `dmon.pool`, for every Keras backend (JAX, TensorFlow, PyTorch).
+
+Inside a Keras layer the arrays are the backend's own tensors, so `dmon.pool` dispatches
+to the matching dmon backend: there is no second implementation of the math here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops as K
+
+from dmon.graph import gcn_normalize
+from dmon.pooling import pool
+
+_PACKAGE = "dmon"
+
+
+def _split_shapes(where: str, input_shape: Any, allowed: tuple[int, ...]) -> list[tuple[Any, ...]]:
+    """Check the number and ranks of a list of input shapes (build time)."""
+    if (
+        not isinstance(input_shape, list | tuple)
+        or not input_shape
+        or not isinstance(input_shape[0], list | tuple)
+    ):
+        raise ValueError(
+            f"{where}: `inputs` must be a list {_names(allowed)}; got one input of shape {input_shape}"
+        )
+    shapes = [tuple(s) for s in input_shape]
+    if len(shapes) not in allowed:
+        raise ValueError(
+            f"{where}: `inputs` must be a list {_names(allowed)}; got {len(shapes)} inputs"
+        )
+    x_shape, a_shape = shapes[0], shapes[1]
+    if len(x_shape) not in (2, 3):
+        raise ValueError(f"{where}: `x` must have shape (B, N, F) or (N, F); got {x_shape}")
+    if len(a_shape) not in (2, 3):
+        raise ValueError(f"{where}: `adj` must have shape (B, N, N) or (N, N); got {a_shape}")
+    n_x, n_a1, n_a2 = x_shape[-2], a_shape[-2], a_shape[-1]
+    if n_a1 is not None and n_a2 is not None and n_a1 != n_a2:
+        raise ValueError(f"{where}: `adj` must be square; got shape {a_shape}")
+    if n_x is not None and n_a1 is not None and n_x != n_a1:
+        raise ValueError(
+            f"{where}: `x` has shape {x_shape} and `adj` has shape {a_shape}: their node counts N differ"
+        )
+    if x_shape[-1] is None:
+        raise ValueError(
+            f"{where}: the feature size F (last axis of `x`) must be known; got {x_shape}"
+        )
+    return shapes
+
+
+def _names(allowed: tuple[int, ...]) -> str:
+    return " or ".join({2: "[x, adj]", 3: "[x, adj, mask]"}[n] for n in allowed)
+
+
+def _inputs(where: str, inputs: Any, allowed: tuple[int, ...]) -> list[Any]:
+    if not isinstance(inputs, list | tuple) or len(inputs) not in allowed:
+        got = (
+            f"{len(inputs)} inputs"
+            if isinstance(inputs, list | tuple)
+            else f"a single {type(inputs).__name__}"
+        )
+        raise ValueError(f"{where}: `inputs` must be a list {_names(allowed)}; got {got}")
+    return list(inputs)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GCNConv(keras.layers.Layer):
+    """Graph convolution of the DMoN paper's encoder (google-research `gcn.py`), dense.
+
+    `out = activation((X W) ⊙ w_skip + Â (X W) + b)` with `Â = D^-1/2 (A + I) D^-1/2`
+    (`dmon.graph.gcn_normalize`) and a learnable per-channel skip weight `w_skip`
+    (initialised to ones). Inputs `[x, adj]`: `x` `(B, N, F)` or `(N, F)`, `adj` the raw
+    adjacency `(B, N, N)` or `(N, N)`; output `(B, N, units)` (or `(N, units)`).
+
+    Args:
+        units: output channels.
+        activation: Keras activation (default SELU, as the paper).
+        skip_connection: learn `w_skip`; without it `out = activation(Â X W + b)`.
+        kernel_initializer, bias_initializer: Keras initializers.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = "selu",
+        skip_connection: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, int | np.integer) or units < 1:
+            raise ValueError(f"GCNConv: `units` must be a positive int; got {units!r}")
+        self.units = int(units)
+        self.activation = keras.activations.get(activation)
+        self.skip_connection = bool(skip_connection)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape: Any) -> None:
+        x_shape, _ = _split_shapes("GCNConv", input_shape, (2,))
+        self.kernel = self.add_weight(
+            name="kernel", shape=(x_shape[-1], self.units), initializer=self.kernel_initializer
+        )
+        self.bias = self.add_weight(
+            name="bias", shape=(self.units,), initializer=self.bias_initializer
+        )
+        self.skip_weight = (
+            self.add_weight(name="skip_weight", shape=(self.units,), initializer="ones")
+            if self.skip_connection
+            else None
+        )
+
+    def call(self, inputs: Any) -> Any:
+        x, adj = _inputs("GCNConv", inputs, (2,))
+        x, adj = K.cast(x, self.compute_dtype), K.cast(adj, self.compute_dtype)
+        h = K.matmul(x, self.kernel)
+        out = K.matmul(gcn_normalize(adj), h)
+        if self.skip_weight is not None:
+            out = out + h * self.skip_weight
+        return self.activation(out + self.bias)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
+        x_shape, _ = _split_shapes("GCNConv", input_shape, (2,))
+        return (*x_shape[:-1], self.units)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "activation": keras.activations.serialize(self.activation),
+            "skip_connection": self.skip_connection,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> GCNConv:
+        _check_config_keys(cls, config)
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DMoNPooling(keras.layers.Layer):
+    """DMoN pooling (Tsitsulin et al., JMLR 2023) as a Keras 3 layer over `dmon.pool`.
+
+    `logits = dropout(MLP(x))`, then `dmon.pool(x, adj, logits, mask)`. Inputs
+    `[x, adj]` or `[x, adj, mask]` with `x` `(B, N, F)`, `adj` `(B, N, N)`, `mask` `(B, N)`
+    (or one graph without the batch axis). Returns `(s, x_pooled, adj_pooled)`, shapes
+    `(B, N, k)`, `(B, k, F)`, `(B, k, k)` (`B = 1` for one graph).
+
+    Three losses go to `add_loss` on every call, each times its weight:
+    `spectral_weight · L_spec`, `collapse_regularization · L_clus`, `ortho_weight · L_orth`.
+    The defaults (1, 1, 0) are the paper's own training setup (google-research
+    `train.py`: collapse regularisation 1.0, no orthogonality term). The unweighted losses
+    are logged as the layer's Keras metrics `<name>_spectral_loss`, `<name>_cluster_loss`
+    and `<name>_ortho_loss` (they appear in `fit`'s logs).
+
+    Args:
+        k: number of clusters, at least 2.
+        mlp_units: hidden sizes of the MLP before the `k` logits (`()`: one Dense layer,
+            as the paper; a list like PyG's `channels[1:]`).
+        mlp_activation: activation between hidden MLP layers; `None` as PyG's MLP.
+        dropout: dropout rate on the logits, training only.
+        spectral_weight, collapse_regularization, ortho_weight: loss weights (≥ 0).
+        kernel_initializer, bias_initializer: for the MLP (orthogonal/zeros, as the paper).
+    """
+
+    def __init__(
+        self,
+        k: int,
+        mlp_units: Sequence[int] = (),
+        mlp_activation: Any = None,
+        dropout: float = 0.0,
+        spectral_weight: float = 1.0,
+        collapse_regularization: float = 1.0,
+        ortho_weight: float = 0.0,
+        kernel_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
+            raise ValueError(
+                f"DMoNPooling: `k` (number of clusters) must be an int >= 2; got {k!r}"
+            )
+        units = list(mlp_units)
+        if not all(
+            isinstance(u, int | np.integer) and not isinstance(u, bool) and u >= 1 for u in units
+        ):
+            raise ValueError(f"DMoNPooling: `mlp_units` must be positive ints; got {mlp_units!r}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"DMoNPooling: `dropout` must be in [0, 1); got {dropout!r}")
+        for name, w in (
+            ("spectral_weight", spectral_weight),
+            ("collapse_regularization", collapse_regularization),
+            ("ortho_weight", ortho_weight),
+        ):
+            if not float(w) >= 0.0:
+                raise ValueError(f"DMoNPooling: `{name}` must be >= 0; got {w!r}")
+        self.k = int(k)
+        self.mlp_units = tuple(int(u) for u in units)
+        self.mlp_activation = keras.activations.get(mlp_activation)
+        self.dropout = float(dropout)
+        self.spectral_weight = float(spectral_weight)
+        self.collapse_regularization = float(collapse_regularization)
+        self.ortho_weight = float(ortho_weight)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        sizes = [*self.mlp_units, self.k]
+        self.mlp = [
+            keras.layers.Dense(
+                u,
+                activation=self.mlp_activation if i < len(sizes) - 1 else None,
+                kernel_initializer=self.kernel_initializer,
+                bias_initializer=self.bias_initializer,
+                dtype=self.dtype_policy,
+                name=f"dense_{i}",
+            )
+            for i, u in enumerate(sizes)
+        ]
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+
+    def build(self, input_shape: Any) -> None:
+        x_shape = _split_shapes("DMoNPooling", input_shape, (2, 3))[0]
+        shape: tuple[Any, ...] = x_shape
+        for dense in self.mlp:
+            dense.build(shape)
+            shape = (*shape[:-1], dense.units)
+        # The unweighted losses of the last call, for logging. Non-trainable state (like
+        # BatchNormalization's moving averages) is what every backend's trainer carries
+        # out of a compiled step, JAX's stateless one included.
+        self.last_losses = {
+            key: self.add_weight(
+                name=f"{key}_loss", shape=(), initializer="zeros", trainable=False, dtype="float32"
+            )
+            for key in ("spectral", "cluster", "ortho")
+        }
+
+    def call(self, inputs: Any, training: bool | None = None) -> tuple[Any, Any, Any]:
+        x, adj, *rest = _inputs("DMoNPooling", inputs, (2, 3))
+        x, adj = K.cast(x, self.compute_dtype), K.cast(adj, self.compute_dtype)
+        logits = x
+        for dense in self.mlp:
+            logits = dense(logits)
+        logits = self.dropout_layer(logits, training=training)
+        out = pool(x, adj, logits, rest[0] if rest else None)
+        weighted = {
+            "spectral": (self.spectral_weight, out.spectral_loss),
+            "cluster": (self.collapse_regularization, out.cluster_loss),
+            "ortho": (self.ortho_weight, out.ortho_loss),
+        }
+        for key, (weight, value) in weighted.items():
+            self.add_loss(weight * value)
+            self.last_losses[key].assign(K.cast(value, "float32"))
+        return out.s, out.x, out.adj
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[tuple[Any, ...], ...]:
+        x_shape, a_shape, *_ = _split_shapes("DMoNPooling", input_shape, (2, 3))
+        b = x_shape[0] if len(x_shape) == 3 else (a_shape[0] if len(a_shape) == 3 else 1)
+        return (b, x_shape[-2], self.k), (b, self.k, x_shape[-1]), (b, self.k, self.k)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "k": self.k,
+            "mlp_units": list(self.mlp_units),
+            "mlp_activation": keras.activations.serialize(self.mlp_activation),
+            "dropout": self.dropout,
+            "spectral_weight": self.spectral_weight,
+            "collapse_regularization": self.collapse_regularization,
+            "ortho_weight": self.ortho_weight,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> DMoNPooling:
+        _check_config_keys(cls, config)
+        return cls(**config)
+
+    # --- framework migration ------------------------------------------------------------
+
+    @classmethod
+    def from_torch(cls, module: Any, **kwargs: Any) -> DMoNPooling:
+        """A built Keras `DMoNPooling` with the weights of a torch one.
+
+        Accepts `torch_geometric.nn.DMoNPooling` or `dmon.layers.torch.DMoNPooling`
+        (same parameter layout: `mlp.lins.<i>`, Linear layers with no activation between
+        them). `kwargs` go to the constructor (loss weights, name, ...); `k`,
+        `mlp_units`, `dropout` come from the module.
+        """
+        lins = list(getattr(getattr(module, "mlp", None), "lins", []))
+        if not lins:
+            raise TypeError(
+                f"DMoNPooling.from_torch: expected a torch_geometric.nn.DMoNPooling or "
+                f"dmon.layers.torch.DMoNPooling; got {type(module).__name__}"
+            )
+        weights = [(_to_numpy(lin.weight).T, _to_numpy(lin.bias)) for lin in lins]
+        layer = cls(
+            k=weights[-1][0].shape[1],
+            mlp_units=[w.shape[1] for w, _ in weights[:-1]],
+            dropout=float(getattr(module, "dropout", 0.0)),
+            **kwargs,
+        )
+        layer.build([(None, None, weights[0][0].shape[0]), (None, None, None)])
+        for dense, (w, b) in zip(layer.mlp, weights, strict=True):
+            dense.kernel.assign(w)
+            dense.bias.assign(b)
+        return layer
+
+    def to_torch(self) -> Any:
+        """The equivalent `dmon.layers.torch.DMoNPooling` (a PyG-compatible module)."""
+        import torch
+
+        from dmon.layers.torch import DMoNPooling as TorchDMoN
+
+        if not self.built:
+            raise ValueError(
+                "DMoNPooling.to_torch: the layer is not built yet; call it on data first"
+            )
+        if self.mlp_units and keras.activations.serialize(self.mlp_activation) not in (
+            "linear",
+            None,
+        ):
+            raise ValueError(
+                "DMoNPooling.to_torch: PyG's MLP has no activation; this layer uses mlp_activation"
+            )
+        first = self.mlp[0].kernel
+        module = TorchDMoN([int(first.shape[0]), *self.mlp_units], self.k, dropout=self.dropout)
+        with torch.no_grad():
+            for lin, dense in zip(module.mlp.lins, self.mlp, strict=True):
+                assert isinstance(lin, torch.nn.Linear)
+                lin.weight.copy_(torch.from_numpy(np.array(K.convert_to_numpy(dense.kernel)).T))
+                lin.bias.copy_(torch.from_numpy(np.array(K.convert_to_numpy(dense.bias))))
+        return module
+
+
+def _to_numpy(t: Any) -> np.ndarray:
+    return np.asarray(t.detach().cpu().numpy(), dtype=np.float32)
+
+
+def _check_config_keys(cls: type, config: dict[str, Any]) -> None:
+    import inspect
+
+    allowed = set(inspect.signature(cls).parameters) - {"kwargs"}
+    allowed |= {"name", "trainable", "dtype"}
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise ValueError(
+            f"{cls.__name__}.from_config: unknown config keys {unknown}; expected some of {sorted(allowed)}"
+        )
+
+
+class DMoNLossLogger(keras.callbacks.Callback):
+    """Adds the unweighted DMoN losses of every `DMoNPooling` layer of the model to the
+    epoch logs (`<layer name>/spectral_loss`, ...), so `fit` prints and records them.
+
+    The values are those of the last training step of the epoch.
+    """
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is None or self.model is None:
+            return
+        for layer in self.model._flatten_layers(include_self=False):
+            if isinstance(layer, DMoNPooling) and layer.built:
+                for key, var in layer.last_losses.items():
+                    logs[f"{layer.name}/{key}_loss"] = float(K.convert_to_numpy(var))
