@@ -81,7 +81,8 @@ class GCNConv(keras.layers.Layer):
         units: output channels.
         activation: Keras activation (default SELU, as the paper).
         skip_connection: learn `w_skip`; without it `out = activation(Â X W + b)`.
-        kernel_initializer, bias_initializer: Keras initializers.
+        kernel_initializer: Keras initializer of `W`.
+        bias_initializer: Keras initializer of `b`.
     """
 
     def __init__(
@@ -167,8 +168,11 @@ class DMoNPooling(keras.layers.Layer):
             as the paper; a list like PyG's `channels[1:]`).
         mlp_activation: activation between hidden MLP layers; `None` as PyG's MLP.
         dropout: dropout rate on the logits, training only.
-        spectral_weight, collapse_regularization, ortho_weight: loss weights (≥ 0).
-        kernel_initializer, bias_initializer: for the MLP (orthogonal/zeros, as the paper).
+        spectral_weight: weight of the spectral (modularity) loss (≥ 0).
+        collapse_regularization: weight of the cluster (collapse) loss (≥ 0).
+        ortho_weight: weight of the orthogonality loss (≥ 0).
+        kernel_initializer: for the MLP kernels (orthogonal, as the paper).
+        bias_initializer: for the MLP biases (zeros).
     """
 
     def __init__(
