@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ class JaxOps:
 
         self.jax = jax
         self.jnp = jnp
+        _register_pytree(jax)
 
     def is_array(self, x: object) -> bool:
         return isinstance(x, self.jax.Array)  # tracers are jax.Array too
@@ -40,6 +42,9 @@ class JaxOps:
 
     def expand_dims(self, x: Any, axis: int) -> Any:
         return self.jnp.expand_dims(x, axis)
+
+    def reshape(self, x: Any, shape: tuple[int, ...]) -> Any:
+        return self.jnp.reshape(x, shape)
 
     def ones_like(self, x: Any) -> Any:
         return self.jnp.ones_like(x)
@@ -76,3 +81,64 @@ class JaxOps:
 
     def selu(self, x: Any) -> Any:
         return self.jax.nn.selu(x)
+
+    # --- sparse ----------------------------------------------------------------------
+
+    def is_sparse(self, x: object) -> bool:
+        sparse = sys.modules.get("jax.experimental.sparse")
+        return sparse is not None and isinstance(x, sparse.BCOO)
+
+    def sparse_coo(self, x: Any) -> tuple[Any, Any, Any, int]:
+        if x.n_batch or x.n_dense:
+            raise ValueError(
+                f"dmon: a BCOO adjacency must have n_batch=0 and n_dense=0; got {x.n_batch}, {x.n_dense}"
+            )
+        return x.indices[:, 0], x.indices[:, 1], x.data, int(x.shape[0])
+
+    def sparse_matrix(self, row: Any, col: Any, weight: Any, n: int) -> Any:
+        # A gather and a segment sum: what BCOO's matmul lowers to on CPU, and it jits.
+        return (row, col, weight, n)
+
+    def spmm(self, matrix: Any, dense: Any) -> Any:
+        row, col, weight, n = matrix
+        return self.jax.ops.segment_sum(dense[col] * weight[:, None], row, num_segments=n)
+
+    def segment_sum(self, values: Any, ids: Any, num_segments: int) -> Any:
+        return self.jax.ops.segment_sum(values, ids, num_segments=num_segments)
+
+    def take(self, x: Any, index: Any) -> Any:
+        return self.jnp.take(x, index, axis=0)
+
+    def arange(self, n: int, like: Any) -> Any:
+        return self.jnp.arange(n, dtype=like.dtype)
+
+    def cumsum(self, x: Any) -> Any:
+        return self.jnp.cumsum(x, axis=0)
+
+    def to_numpy(self, x: Any) -> Any:
+        if isinstance(x, self.jax.core.Tracer):
+            return None
+        import numpy
+
+        return numpy.asarray(x)
+
+
+_registered = False
+
+
+def _register_pytree(jax: Any) -> None:
+    """Let a `dmon.SparseGraph` be a `jax.jit` argument: its arrays are leaves, its sizes
+    (`num_graphs`, `max_num_nodes`, `num_nodes`) static."""
+    global _registered
+    if _registered:
+        return
+    from dmon.sparse import SparseGraph
+
+    def flatten(g: SparseGraph) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        return (g.edge_index, g.edge_weight, g.batch), (g.num_graphs, g.max_num_nodes, g.num_nodes)
+
+    def unflatten(aux: tuple[Any, ...], children: tuple[Any, ...]) -> SparseGraph:
+        return SparseGraph(*children, *aux)
+
+    jax.tree_util.register_pytree_node(SparseGraph, flatten, unflatten)
+    _registered = True

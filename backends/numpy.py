@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,9 @@ class NumpyOps:
 
     def expand_dims(self, x: Any, axis: int) -> Any:
         return self.np.expand_dims(x, axis)
+
+    def reshape(self, x: Any, shape: tuple[int, ...]) -> Any:
+        return self.np.reshape(x, shape)
 
     def ones_like(self, x: Any) -> Any:
         return self.np.ones_like(x)
@@ -75,6 +79,47 @@ class NumpyOps:
         # expm1 of the clipped value: no overflow warning from the unused branch.
         neg = SELU_ALPHA * self.np.expm1(self.np.minimum(x, 0))
         return (SELU_SCALE * self.np.where(x > 0, x, neg)).astype(x.dtype)
+
+    # --- sparse ----------------------------------------------------------------------
+
+    def is_sparse(self, x: object) -> bool:
+        # only look if SciPy is already imported: never import it to answer
+        sparse = sys.modules.get("scipy.sparse")
+        return sparse is not None and bool(sparse.issparse(x))
+
+    def sparse_coo(self, x: Any) -> tuple[Any, Any, Any, int]:
+        coo = x.tocoo()
+        return (
+            coo.row.astype(self.np.int64),
+            coo.col.astype(self.np.int64),
+            coo.data,
+            int(x.shape[0]),
+        )
+
+    def sparse_matrix(self, row: Any, col: Any, weight: Any, n: int) -> Any:
+        from scipy import sparse
+
+        return sparse.csr_matrix((weight, (row, col)), shape=(n, n))  # sums duplicates
+
+    def spmm(self, matrix: Any, dense: Any) -> Any:
+        return self.np.asarray(matrix @ dense)
+
+    def segment_sum(self, values: Any, ids: Any, num_segments: int) -> Any:
+        out = self.np.zeros((num_segments, *values.shape[1:]), dtype=values.dtype)
+        self.np.add.at(out, ids, values)
+        return out
+
+    def take(self, x: Any, index: Any) -> Any:
+        return self.np.take(x, index, axis=0)
+
+    def arange(self, n: int, like: Any) -> Any:
+        return self.np.arange(n, dtype=like.dtype)
+
+    def cumsum(self, x: Any) -> Any:
+        return self.np.cumsum(x, axis=0)
+
+    def to_numpy(self, x: Any) -> Any:
+        return self.np.asarray(x)
 
 
 def _result_dtype(a: Any, b: Any) -> Any:

@@ -8,11 +8,13 @@ from the type of its input arrays (see `dmon.ops`).
 from dmon.graph import gcn_normalize
 from dmon.ops import available_backends, get_backend
 from dmon.pooling import DMoNOutput, cluster_loss, orthogonality_loss, pool, spectral_loss
+from dmon.sparse import SparseGraph
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DMoNOutput",
+    "SparseGraph",
     "__version__",
     "available_backends",
     "cluster_loss",

@@ -60,6 +60,10 @@ class ArrayOps(Protocol):
         """Insert a length-1 axis."""
         ...
 
+    def reshape(self, x: Array, shape: tuple[int, ...]) -> Array:
+        """`x` with a new static shape."""
+        ...
+
     def ones_like(self, x: Array) -> Array:
         """Ones with the shape, dtype and device of `x`."""
         ...
@@ -106,6 +110,49 @@ class ArrayOps(Protocol):
 
     def selu(self, x: Array) -> Array:
         """Scaled exponential linear unit (Klambauer et al., 2017)."""
+        ...
+
+    # --- sparse adjacency --------------------------------------------------------------
+
+    def is_sparse(self, x: object) -> bool:
+        """True for this framework's native sparse matrix type (torch sparse COO/CSR,
+        `tf.SparseTensor`, JAX `BCOO`, `scipy.sparse`)."""
+        ...
+
+    def sparse_coo(self, x: Any) -> tuple[Array, Array, Array, int]:
+        """`(row, col, weight, n)` of a native sparse `(n, n)` matrix; differentiable in
+        `weight` where the framework allows."""
+        ...
+
+    def sparse_matrix(self, row: Array, col: Array, weight: Array, n: int) -> Any:
+        """The form this framework multiplies fastest (CSR in torch and SciPy,
+        `SparseTensor` in TensorFlow; the COO triple where only a segment sum compiles).
+        Built once per call, at the boundary."""
+        ...
+
+    def spmm(self, matrix: Any, dense: Array) -> Array:
+        """`A @ dense` for `matrix` from `sparse_matrix`: `(N, N) @ (N, C) -> (N, C)`."""
+        ...
+
+    def segment_sum(self, values: Array, ids: Array, num_segments: int) -> Array:
+        """`out[k] = Σ_{i: ids[i] = k} values[i]` along axis 0."""
+        ...
+
+    def take(self, x: Array, index: Array) -> Array:
+        """`x[index]` along axis 0."""
+        ...
+
+    def arange(self, n: int, like: Array) -> Array:
+        """`[0, 1, ..., n-1]` with the integer dtype and device of `like`."""
+        ...
+
+    def cumsum(self, x: Array) -> Array:
+        """Inclusive cumulative sum along axis 0."""
+        ...
+
+    def to_numpy(self, x: Array) -> Any:
+        """`x` as a NumPy array when its values are known (eager), else `None` (traced
+        under `jit`/`tf.function`/`torch.compile`): value checks run only when not None."""
         ...
 
 
@@ -165,12 +212,12 @@ def get_backend(x: object) -> ArrayOps:
         if framework not in sys.modules:
             continue
         ops = backend_by_name(name)
-        if ops.is_array(x):
+        if ops.is_array(x) or ops.is_sparse(x):
             _type_cache[t] = ops
             return ops
     raise TypeError(
         f"dmon cannot handle an input of type {_type_name(x)}; expected a numpy.ndarray, "
-        "torch.Tensor, tf.Tensor or jax.Array"
+        "torch.Tensor, tf.Tensor or jax.Array (or a sparse matrix of one of them, or scipy.sparse)"
     )
 
 
@@ -191,12 +238,13 @@ def resolve(
     Raises:
         TypeError: inputs of two frameworks and no `backend`; the message names both.
     """
-    given = {k: v for k, v in arrays.items() if v is not None}
+    # a dmon.SparseGraph dispatches on its edge_index
+    given = {k: getattr(v, "edge_index", v) for k, v in arrays.items() if v is not None}
     if not given:
         raise TypeError("dmon needs at least one array input")
     if backend is not None:
         ops = backend_by_name(backend)
-        out = {k: (ops.asarray(v) if v is not None else None) for k, v in arrays.items()}
+        out = {k: (_convert(ops, v) if v is not None else None) for k, v in arrays.items()}
         return ops, out
     chosen: tuple[str, ArrayOps] | None = None
     for key, value in given.items():
@@ -212,3 +260,22 @@ def resolve(
             )
     assert chosen is not None
     return chosen[1], dict(arrays)
+
+
+def _convert(ops: ArrayOps, value: Any) -> Any:
+    if hasattr(value, "edge_index"):  # dmon.SparseGraph: convert its arrays
+        return value.map_arrays(ops.asarray)
+    if not ops.is_sparse(value) and hasattr(value, "tocoo"):  # scipy.sparse to another backend
+        coo = value.tocoo()
+        from dmon.sparse import SparseGraph
+
+        return SparseGraph(
+            ops.asarray(_stack(coo.row, coo.col)), ops.asarray(coo.data), num_nodes=coo.shape[0]
+        )
+    return ops.asarray(value)
+
+
+def _stack(row: Any, col: Any) -> Any:
+    import numpy
+
+    return numpy.stack([row, col]).astype(numpy.int64)

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from dmon.constants import EPS
 from dmon.ops import Array, ArrayOps, resolve
+from dmon.sparse import SparseAdjacency, is_sparse, pad, to_adjacency
 from dmon.validation import prepare
 
 
@@ -135,10 +136,15 @@ def pool(
 
     Args:
         x: `(B, N, F)` or `(N, F)` node features.
-        adj: `(B, N, N)` or `(N, N)` dense adjacency (non-negative weights).
+        adj: `(B, N, N)` or `(N, N)` dense adjacency (non-negative weights); or a sparse
+            one: a `dmon.SparseGraph` (PyG's `edge_index`, optional `edge_weight` and
+            `batch`) or a native sparse `(N, N)` matrix (torch sparse COO/CSR,
+            `tf.SparseTensor`, JAX `BCOO`, `scipy.sparse`). With a sparse `adj`, `x` and
+            `logits` are node-level `(N, ·)` and `s` comes back `(N, C)`; `x`/`adj`
+            pooled are `(B, C, F)`/`(B, C, C)` with `B` graphs (1 without `batch`).
         logits: `(B, N, C)` or `(N, C)` assignment logits (before the softmax).
         mask: optional `(B, N)` (or `(N,)`) boolean/0-1 mask of the valid nodes;
-            any non-zero entry counts as valid.
+            any non-zero entry counts as valid. Dense `adj` only.
         backend: `"numpy"`, `"torch"`, `"tensorflow"` or `"jax"` to override the
             choice by input type; inputs are then converted to that framework.
 
@@ -149,6 +155,8 @@ def pool(
         back in the input dtype and the losses stay float32.
     """
     ops, args = resolve({"x": x, "adj": adj, "logits": logits, "mask": mask}, backend)
+    if is_sparse(ops, args["adj"]):
+        return _pool_sparse(ops, args)
     batch = prepare(ops, "dmon.pool", **args)
     a = batch.arrays
     mask_ = a.get("mask")
@@ -159,26 +167,85 @@ def pool(
 
     out_adj, s_d = _coarsen(ops, a["adj"], s)
     out_x = ops.selu(ops.matmul(ops.transpose(s), xs))
-    n_valid = _n_valid(ops, mask_)
     # Each row of S sums to its mask value (softmax, then the 0/1 mask), so
     # 2m = Σᵢ mᵢ dᵢ = Σ_c (Sᵀd)_c: no second pass over A for the degrees.
     two_m = ops.sum(s_d, axis=-1)
+    losses, out_adj = _losses_and_pooled_adj(ops, s, out_adj, s_d, two_m, _n_valid(ops, mask_))
+    if batch.compute_dtype != batch.dtype:
+        s, out_x, out_adj = (ops.astype(v, batch.dtype) for v in (s, out_x, out_adj))
+    return DMoNOutput(s, out_x, out_adj, *losses)
 
+
+def _losses_and_pooled_adj(
+    ops: ArrayOps, s: Array, out_adj: Array, s_d: Array, two_m: Array, n_valid: Array | None
+) -> tuple[tuple[Array, Array, Array], Array]:
+    """The three batch-mean losses and the normalised pooled adjacency, from the
+    per-graph products (`s` `(B, N, C)`, `out_adj = SᵀAS`, `s_d = Sᵀd`, `2m`)."""
     spectral = ops.mean(_spectral_per_graph(ops, out_adj, s_d, two_m))
     ortho = ops.mean(_ortho_per_graph(ops, s, n_valid))
     cluster = ops.mean(_cluster_per_graph(ops, s, n_valid))
-    out_adj = _normalized_pooled_adj(ops, out_adj)
+    return (spectral, ortho, cluster), _normalized_pooled_adj(ops, out_adj)
 
-    if batch.compute_dtype != batch.dtype:
-        s, out_x, out_adj = (ops.astype(v, batch.dtype) for v in (s, out_x, out_adj))
-    return DMoNOutput(s, out_x, out_adj, spectral, ortho, cluster)
+
+def _sparse_products(
+    ops: ArrayOps, adj: SparseAdjacency, s: Array
+) -> tuple[Array, Array, Array, Array, Array | None]:
+    """Per-graph `S` `(B, M, C)`, `SᵀAS`, `Sᵀd`, `2m` and valid-node counts from a flat
+    `(N, C)` assignment: one sparse product `A S` over the edges, then the per-graph
+    reductions on the zero-padded batch (`B = 1`, no padding, for one graph)."""
+    s_p = pad(ops, adj, s)
+    a_s = pad(ops, adj, ops.spmm(adj.matrix, s))
+    deg = pad(ops, adj, ops.expand_dims(adj.degrees, -1))
+    s_t = ops.transpose(s_p)
+    out_adj = ops.matmul(s_t, a_s)
+    s_d = ops.sum(ops.matmul(s_t, deg), axis=-1)
+    two_m = ops.sum(deg, axis=(1, 2))
+    n_valid = (
+        None if adj.batch is None else ops.sum(pad(ops, adj, ops.ones_like(s[:, :1])), axis=(1, 2))
+    )
+    return s_p, out_adj, s_d, two_m, n_valid
+
+
+def _sparse_inputs(
+    ops: ArrayOps, where: str, args: dict[str, Any], keys: tuple[str, ...]
+) -> tuple[dict[str, Array], SparseAdjacency, str, str]:
+    """Checks of the node-level `(N, ·)` inputs of the sparse path, and the boundary
+    conversion of the adjacency."""
+    if args.get("mask") is not None:
+        raise ValueError(
+            f"{where}: `mask` is for dense batches; with a sparse `adj`, put several graphs in "
+            "one dmon.SparseGraph with a `batch` vector"
+        )
+    for key in keys:
+        shape = ops.shape(args[key])
+        if len(shape) != 2:
+            raise ValueError(
+                f"{where}: with a sparse `adj`, `{key}` must be node-level (N, ·), as in PyG; got shape {shape}"
+            )
+    batch = prepare(ops, where, **{k: args[k] for k in keys})
+    arrays = {k: v[0] for k, v in batch.arrays.items()}
+    n = ops.shape(arrays[keys[0]])[0]
+    assert n is not None
+    adj = to_adjacency(ops, where, args["adj"], n, batch.compute_dtype)
+    return arrays, adj, batch.dtype, batch.compute_dtype
+
+
+def _pool_sparse(ops: ArrayOps, args: dict[str, Any]) -> DMoNOutput:
+    a, adj, dtype, compute = _sparse_inputs(ops, "dmon.pool", args, ("x", "logits"))
+    s = ops.softmax(a["logits"])
+    s_p, out_adj, s_d, two_m, n_valid = _sparse_products(ops, adj, s)
+    out_x = ops.selu(ops.matmul(ops.transpose(s_p), pad(ops, adj, a["x"])))
+    losses, out_adj = _losses_and_pooled_adj(ops, s_p, out_adj, s_d, two_m, n_valid)
+    if compute != dtype:
+        s, out_x, out_adj = (ops.astype(v, dtype) for v in (s, out_x, out_adj))
+    return DMoNOutput(s, out_x, out_adj, *losses)
 
 
 def _assignments(
     where: str, arrays: dict[str, Any], backend: str | None
 ) -> tuple[ArrayOps, dict[str, Array]]:
     ops, args = resolve(arrays, backend)
-    a = prepare(ops, where, **args).arrays
+    a = prepare(ops, where, **{k: v for k, v in args.items() if v is not None}).arrays
     if "mask" in a:
         a["s"] = a["s"] * a["mask"]
     return ops, a
@@ -201,7 +268,12 @@ def spectral_loss(
     Returns:
         A 0-d array (float32 for half-precision inputs).
     """
-    ops, a = _assignments("dmon.spectral_loss", {"adj": adj, "s": s, "mask": mask}, backend)
+    ops, args = resolve({"adj": adj, "s": s, "mask": mask}, backend)
+    if is_sparse(ops, args["adj"]):
+        a, sp, _, _ = _sparse_inputs(ops, "dmon.spectral_loss", args, ("s",))
+        _, out_adj, s_d, two_m, _ = _sparse_products(ops, sp, a["s"])
+        return ops.mean(_spectral_per_graph(ops, out_adj, s_d, two_m))
+    ops, a = _assignments("dmon.spectral_loss", args, None)
     out_adj, s_d = _coarsen(ops, a["adj"], a["s"])
     # Any s is allowed here (rows need not sum to 1), so 2m comes from the degrees.
     deg = ops.sum(a["adj"], axis=-1)

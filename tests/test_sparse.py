@@ -1,0 +1,334 @@
+"""Sparse adjacency on every backend: equal to the dense path (same graphs densified) for
+all six outputs and for gradients w.r.t. logits, x and edge weights; several graphs in
+one sparse batch; compiled; bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import AUTODIFF, assert_close, compiled, gradient, require, to_backend, to_numpy
+from oracle import random_batch
+
+import dmon
+
+
+def _edges(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ei = np.stack(np.nonzero(a)).astype(np.int64)
+    return ei, a[ei[0], ei[1]]
+
+
+def _graph(backend: str, a: np.ndarray, dtype: str = "float64", **kw) -> dmon.SparseGraph:
+    ei, w = _edges(a)
+    return dmon.SparseGraph(to_backend(backend, ei), to_backend(backend, w, dtype), **kw)
+
+
+def _native(backend: str, a: np.ndarray, form: str):
+    if backend == "numpy":
+        sp = pytest.importorskip("scipy.sparse")
+        return {"csr": sp.csr_matrix, "coo": sp.coo_matrix}[form](a)
+    if backend == "torch":
+        t = require("torch").from_numpy(a).to_sparse()
+        return t if form == "coo" else t.to_sparse_csr()
+    if backend == "tensorflow":
+        return require("tensorflow").sparse.from_dense(a)
+    from jax.experimental import sparse
+
+    return sparse.BCOO.fromdense(a)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_edge_index_equals_dense(backend: str, dtype: str) -> None:
+    x, a, logits, _ = random_batch(0, b=1, n=15)
+    want = dmon.pool(x, a, logits)
+    got = dmon.pool(
+        to_backend(backend, x[0], dtype),
+        _graph(backend, a[0], dtype),
+        to_backend(backend, logits[0], dtype),
+    )
+    assert to_numpy(got.s).shape == (15, 4)
+    assert_close(got.s, to_numpy(want.s)[0], dtype, "s")
+    for name in ("x", "adj", "spectral_loss", "ortho_loss", "cluster_loss"):
+        assert_close(getattr(got, name), getattr(want, name), dtype, name)
+
+
+@pytest.mark.parametrize("form", ["coo", "csr"])
+def test_native_sparse_equals_dense(backend: str, form: str) -> None:
+    if form == "csr" and backend in ("tensorflow", "jax"):
+        pytest.skip(f"{backend} has one native sparse format")
+    x, a, logits, _ = random_batch(1, b=1, n=13)
+    want = dmon.pool(x, a, logits)
+    got = dmon.pool(
+        to_backend(backend, x[0]), _native(backend, a[0], form), to_backend(backend, logits[0])
+    )
+    assert_close(got.s, to_numpy(want.s)[0], "float64")
+    for g, w in zip(got[1:], want[1:], strict=True):
+        assert_close(g, w, "float64")
+
+
+def _block_diagonal(seed: int):
+    """Three graphs of 9, 14 and 11 nodes: one sparse batch and the same graphs padded."""
+    rng = np.random.default_rng(seed)
+    sizes = [9, 14, 11]
+    n_max, total = max(sizes), sum(sizes)
+    x_pad, a_pad, l_pad, mask = (
+        np.zeros((3, n_max, 5)),
+        np.zeros((3, n_max, n_max)),
+        np.zeros((3, n_max, 4)),
+        np.zeros((3, n_max), bool),
+    )
+    a_big = np.zeros((total, total))
+    start = 0
+    for g, n in enumerate(sizes):
+        _, a, _, _ = random_batch(seed + g, b=1, n=n)
+        a_pad[g, :n, :n] = a[0]
+        a_big[start : start + n, start : start + n] = a[0]
+        mask[g, :n] = True
+        start += n
+    x_pad[mask] = rng.normal(size=(total, 5))
+    l_pad[mask] = 2 * rng.normal(size=(total, 4))
+    batch = np.repeat(np.arange(3), sizes)
+    return (x_pad, a_pad, l_pad, mask), (x_pad[mask], a_big, l_pad[mask], batch)
+
+
+def test_batch_of_graphs_equals_dense_masked_path(backend: str) -> None:
+    dense, (x, a, logits, batch) = _block_diagonal(3)
+    want = dmon.pool(*dense)
+    ei, w = _edges(a)
+    graph = dmon.SparseGraph(
+        to_backend(backend, ei), to_backend(backend, w), batch=to_backend(backend, batch)
+    )
+    got = dmon.pool(to_backend(backend, x), graph, to_backend(backend, logits))
+    assert_close(got.s, to_numpy(want.s)[dense[3]], "float64", "s")
+    for name in ("x", "adj", "spectral_loss", "ortho_loss", "cluster_loss"):
+        assert_close(getattr(got, name), getattr(want, name), "float64", name)
+    # the loss functions take the same sparse batch
+    assert_close(dmon.spectral_loss(graph, got.s), want.spectral_loss, "float64")
+
+
+def _objective(x, adj, logits):
+    out = dmon.pool(x, adj, logits)
+    ops = dmon.get_backend(out.s)
+    r = ops.asarray(np.linspace(-1.0, 1.0, 4))
+    s = out.s if len(ops.shape(out.s)) == 2 else out.s[0]
+    return (
+        ops.sum(s * r, axis=(0, 1))
+        + ops.sum(out.x * 0.3, axis=(0, 1, 2))
+        + ops.sum(out.adj, axis=(0, 1, 2))
+        + out.spectral_loss
+        + 0.5 * out.ortho_loss
+        + 0.7 * out.cluster_loss
+    )
+
+
+@pytest.mark.parametrize("fw", AUTODIFF)
+def test_gradients_equal_dense(fw: str) -> None:
+    require(fw)
+    x, a, logits, _ = random_batch(4, b=1, n=12)
+    ei, w = _edges(a[0])
+    eib = to_backend(fw, ei)
+    sparse = gradient(
+        fw,
+        lambda lg, xx, ww: _objective(xx, dmon.SparseGraph(eib, ww), lg),
+        to_backend(fw, logits[0]),
+        to_backend(fw, x[0]),
+        to_backend(fw, w),
+    )
+    dense = gradient(
+        fw,
+        lambda lg, xx, aa: _objective(xx, aa, lg),
+        to_backend(fw, logits[0]),
+        to_backend(fw, x[0]),
+        to_backend(fw, a[0]),
+    )
+    np.testing.assert_allclose(sparse[0], dense[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(sparse[1], dense[1], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        sparse[2], dense[2][ei[0], ei[1]], rtol=1e-10, atol=1e-12
+    )  # d/d edge weight
+    assert np.abs(sparse[2]).max() > 1e-3
+
+
+@pytest.mark.parametrize("fw", AUTODIFF)
+@pytest.mark.parametrize("batched", [False, True])
+def test_compiled_sparse(fw: str, batched: bool) -> None:
+    require(fw)
+    dense, (x, a, logits, batch) = _block_diagonal(5)
+    if not batched:
+        x, a, logits, batch = x[:9], a[:9, :9], logits[:9], None
+        want = dmon.pool(x, a, logits)
+    else:
+        want = dmon.pool(*dense)
+    ei, w = _edges(a)
+    args = [to_backend(fw, v) for v in (x, ei, w, logits)]
+    b = None if batch is None else to_backend(fw, batch)
+
+    def fn(x, ei, w, lg, b=b):
+        graph = dmon.SparseGraph(
+            ei,
+            w,
+            batch=b,
+            num_graphs=None if b is None else 3,
+            max_num_nodes=None if b is None else 14,
+        )
+        return tuple(dmon.pool(x, graph, lg))
+
+    got = compiled(fw, fn)(*args)
+    for name, g, v in zip(dmon.DMoNOutput._fields[1:], got[1:], want[1:], strict=True):
+        assert_close(g, v, "float64", name)
+
+
+def test_tf_function_without_xla_uses_sparse_matmul() -> None:
+    tf = require("tensorflow")
+    x, a, logits, _ = random_batch(6, b=1, n=10)
+    want = dmon.pool(x, a, logits)
+    ei, w = _edges(a[0])
+    fn = tf.function(lambda x, ei, w, lg: tuple(dmon.pool(x, dmon.SparseGraph(ei, w), lg)))
+    got = fn(*(tf.constant(v) for v in (x[0], ei, w, logits[0])))
+    for g, v in zip(got[1:], want[1:], strict=True):
+        assert_close(g, v, "float64")
+
+
+def test_jax_jit_takes_a_sparse_graph_argument() -> None:
+    jax = require("jax")
+    dense, (x, a, logits, batch) = _block_diagonal(7)
+    ei, w = _edges(a)
+    graph = dmon.SparseGraph(
+        jax.numpy.asarray(ei),
+        jax.numpy.asarray(w),
+        batch=jax.numpy.asarray(batch),
+        num_graphs=3,
+        max_num_nodes=14,
+    )
+    got = jax.jit(lambda x, g, lg: dmon.pool(x, g, lg).spectral_loss)(
+        jax.numpy.asarray(x), graph, jax.numpy.asarray(logits)
+    )
+    assert_close(got, dmon.pool(*dense).spectral_loss, "float64")
+
+
+def test_large_sparse_graph_forms_nothing_quadratic() -> None:
+    """N = 200,000 nodes: a dense N x N float64 would be 320 GB."""
+    import tracemalloc
+
+    n = 200_000
+    rng = np.random.default_rng(0)
+    src = np.arange(n)
+    ei = np.concatenate([np.stack([src, (src + 1) % n]), np.stack([(src + 1) % n, src])], axis=1)
+    x, logits = rng.normal(size=(n, 4)), rng.normal(size=(n, 8))
+    tracemalloc.start()
+    out = dmon.pool(x, dmon.SparseGraph(ei), logits)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 200e6, peak  # O(E + N·C + N·F): tens of MB here
+    assert np.isfinite(out.spectral_loss)
+    # a ring: every node has degree 2, 2m = 2N
+    want = -(
+        np.trace(out.s.T @ (np.roll(out.s, 1, 0) + np.roll(out.s, -1, 0)))
+        - np.sum((2 * out.s.sum(0)) ** 2) / (2 * n)
+    ) / (2 * n)
+    np.testing.assert_allclose(out.spectral_loss, want, rtol=1e-10)
+
+
+X, A, LOGITS, _ = random_batch(0, b=1, n=6)
+EI, W = _edges(A[0])
+
+
+@pytest.mark.parametrize(
+    "graph,kw,exc,pattern",
+    [
+        (
+            lambda: dmon.SparseGraph(EI[:, :3] + 10),
+            {},
+            ValueError,
+            r"`edge_index` holds node id 1[0-9], out of range for N = 6",
+        ),
+        (
+            lambda: dmon.SparseGraph(EI - 1),
+            {},
+            ValueError,
+            r"`edge_index` holds a negative node id \(-1\)",
+        ),
+        (
+            lambda: dmon.SparseGraph(EI.T),
+            {},
+            ValueError,
+            r"`edge_index` must have shape \(2, E\); got shape",
+        ),
+        (
+            lambda: dmon.SparseGraph(EI.astype(np.float64)),
+            {},
+            TypeError,
+            r"`edge_index` must be an integer array; got dtype float64",
+        ),
+        (
+            lambda: dmon.SparseGraph(EI, W[:-1]),
+            {},
+            ValueError,
+            r"`edge_weight` must have shape \(E,\)",
+        ),
+        (
+            lambda: dmon.SparseGraph(EI, W.astype(np.int64)),
+            {},
+            TypeError,
+            r"`edge_weight` must be floating",
+        ),
+        (
+            lambda: dmon.SparseGraph(EI, batch=np.array([0, 1, 0, 1, 1, 1])),
+            {},
+            ValueError,
+            r"`batch` must be sorted .* batch\[1\] = 1 > batch\[2\] = 0",
+        ),
+        (
+            lambda: dmon.SparseGraph(EI, batch=np.zeros(5, np.int64)),
+            {},
+            ValueError,
+            r"`batch` must have shape \(N,\) = \(6,\)",
+        ),
+        (
+            lambda: dmon.SparseGraph(
+                EI, batch=np.zeros(6, np.int64), num_graphs=1, max_num_nodes=3
+            ),
+            {},
+            ValueError,
+            r"max_num_nodes = 3 but a graph of the batch has 6 nodes",
+        ),
+        (
+            lambda: dmon.SparseGraph(EI, num_nodes=7),
+            {},
+            ValueError,
+            r"num_nodes = 7 but `x` has N = 6",
+        ),
+        (
+            lambda: dmon.SparseGraph(EI),
+            {"mask": np.ones(6, bool)},
+            ValueError,
+            r"`mask` is for dense batches",
+        ),
+        (
+            lambda: dmon.SparseGraph(EI),
+            {"x": X},
+            ValueError,
+            r"with a sparse `adj`, `x` must be node-level",
+        ),
+    ],
+)
+def test_bad_sparse_input(graph, kw, exc, pattern) -> None:
+    args = {"x": X[0], "logits": LOGITS[0], "mask": None, **kw}
+    with pytest.raises(exc, match=pattern):
+        dmon.pool(args["x"], graph(), args["logits"], args["mask"])
+
+
+def test_batch_under_jit_needs_static_sizes() -> None:
+    jax = require("jax")
+    batch = jax.numpy.zeros(6, dtype=jax.numpy.int32)
+    with pytest.raises(
+        ValueError, match=r"pass SparseGraph\(\.\.\., num_graphs=B, max_num_nodes=M\)"
+    ):
+        jax.jit(
+            lambda b: (
+                dmon.pool(
+                    jax.numpy.asarray(X[0]),
+                    dmon.SparseGraph(jax.numpy.asarray(EI), batch=b),
+                    jax.numpy.asarray(LOGITS[0]),
+                ).spectral_loss
+            )
+        )(batch)
