@@ -5,7 +5,7 @@ and JAX.
 from the type of its input arrays (see `dmon.ops`).
 """
 
-from dmon.graph import gcn_normalize
+from dmon.graph import gcn_normalize, gcn_normalize_sparse, spmm
 from dmon.ops import available_backends, get_backend
 from dmon.pooling import DMoNOutput, cluster_loss, orthogonality_loss, pool, spectral_loss
 from dmon.sparse import SparseGraph
@@ -19,8 +19,10 @@ __all__ = [
     "available_backends",
     "cluster_loss",
     "gcn_normalize",
+    "gcn_normalize_sparse",
     "get_backend",
     "orthogonality_loss",
     "pool",
     "spectral_loss",
+    "spmm",
 ]

@@ -13,30 +13,18 @@ import keras
 import numpy as np
 from keras import ops as K
 
-from dmon.graph import gcn_normalize
+from dmon.graph import gcn_normalize, gcn_normalize_sparse, spmm
+from dmon.ops import get_backend
 from dmon.pooling import pool
+from dmon.sparse import SparseGraph
 
 _PACKAGE = "dmon"
 
 
-def _split_shapes(where: str, input_shape: Any, allowed: tuple[int, ...]) -> list[tuple[Any, ...]]:
-    """Check the number and ranks of a list of input shapes (build time)."""
-    if (
-        not isinstance(input_shape, list | tuple)
-        or not input_shape
-        or not isinstance(input_shape[0], list | tuple)
-    ):
-        raise ValueError(
-            f"{where}: `inputs` must be a list {_names(allowed)}; got one input of shape {input_shape}"
-        )
-    shapes = [tuple(s) for s in input_shape]
-    if len(shapes) not in allowed:
-        raise ValueError(
-            f"{where}: `inputs` must be a list {_names(allowed)}; got {len(shapes)} inputs"
-        )
-    x_shape, a_shape = shapes[0], shapes[1]
-    if len(x_shape) not in (2, 3):
-        raise ValueError(f"{where}: `x` must have shape (B, N, F) or (N, F); got {x_shape}")
+def _dense_shapes(where: str, input_shape: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """`x` and dense `adj` shapes, checked against each other."""
+    x_shape = _x_shape(where, input_shape, (2, 3))
+    a_shape = tuple(input_shape[1])
     if len(a_shape) not in (2, 3):
         raise ValueError(f"{where}: `adj` must have shape (B, N, N) or (N, N); got {a_shape}")
     n_x, n_a1, n_a2 = x_shape[-2], a_shape[-2], a_shape[-1]
@@ -46,15 +34,36 @@ def _split_shapes(where: str, input_shape: Any, allowed: tuple[int, ...]) -> lis
         raise ValueError(
             f"{where}: `x` has shape {x_shape} and `adj` has shape {a_shape}: their node counts N differ"
         )
+    return x_shape, a_shape
+
+
+def _x_shape(where: str, input_shape: Any, allowed: tuple[int, ...]) -> tuple[Any, ...]:
+    """Check the number of inputs and the rank of `x` (build time); the rest is checked
+    by dmon at call time, where the adjacency's form (dense, edge_index, sparse) is known."""
+    if (
+        not isinstance(input_shape, list | tuple)
+        or not input_shape
+        or not isinstance(input_shape[0], list | tuple)
+    ):
+        raise ValueError(
+            f"{where}: `inputs` must be a list {_names(allowed)}; got one input of shape {input_shape}"
+        )
+    if len(input_shape) not in allowed:
+        raise ValueError(
+            f"{where}: `inputs` must be a list {_names(allowed)}; got {len(input_shape)} inputs"
+        )
+    x_shape = tuple(input_shape[0])
+    if len(x_shape) not in (2, 3):
+        raise ValueError(f"{where}: `x` must have shape (B, N, F) or (N, F); got {x_shape}")
     if x_shape[-1] is None:
         raise ValueError(
             f"{where}: the feature size F (last axis of `x`) must be known; got {x_shape}"
         )
-    return shapes
+    return x_shape
 
 
 def _names(allowed: tuple[int, ...]) -> str:
-    return " or ".join({2: "[x, adj]", 3: "[x, adj, mask]"}[n] for n in allowed)
+    return " or ".join({2: "[x, adj]", 3: "[x, adj, mask or edge_weight]"}[n] for n in allowed)
 
 
 def _inputs(where: str, inputs: Any, allowed: tuple[int, ...]) -> list[Any]:
@@ -66,6 +75,41 @@ def _inputs(where: str, inputs: Any, allowed: tuple[int, ...]) -> list[Any]:
         )
         raise ValueError(f"{where}: `inputs` must be a list {_names(allowed)}; got {got}")
     return list(inputs)
+
+
+def _adjacency_kind(adj: Any) -> str:
+    """`"dense"`, `"edge_index"` (an integer `(2, E)` array) or `"sparse"` (a native sparse
+    tensor: `tf.SparseTensor`, JAX `BCOO`), for Keras' symbolic tensors and real ones."""
+    if isinstance(adj, keras.KerasTensor):
+        if adj.sparse:
+            return "sparse"
+    elif get_backend(adj).is_sparse(adj):
+        return "sparse"
+    return "edge_index" if "int" in keras.backend.standardize_dtype(adj.dtype) else "dense"
+
+
+def _sparse_inputs(where: str, x: Any, adj: Any, rest: list[Any]) -> tuple[Any, Any, bool]:
+    """Node-level `x` `(N, F)` and a `SparseGraph`/native sparse adjacency from the layer
+    inputs. A leading axis of 1 (`(1, N, F)`, `(1, 2, E)`, `(1, E)`: one graph as one Keras
+    sample, so that `fit` can take it) is dropped; the flag says to restore it."""
+    lead = len(x.shape) == 3
+    if lead:
+        if x.shape[0] not in (1, None):
+            raise ValueError(
+                f"{where}: with a sparse adjacency, `x` is node-level (N, F) or (1, N, F); got {tuple(x.shape)}"
+            )
+        x = x[0]
+    if _adjacency_kind(adj) == "sparse":
+        if rest:
+            raise ValueError(
+                f"{where}: with a sparse adjacency tensor, `inputs` is [x, adj]; got {2 + len(rest)} inputs"
+            )
+        return x, adj, lead
+    edge_index = adj[0] if len(adj.shape) == 3 else adj
+    weight = rest[0] if rest else None
+    if weight is not None and len(weight.shape) == 2:
+        weight = weight[0]
+    return x, SparseGraph(edge_index, weight), lead
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -104,7 +148,7 @@ class GCNConv(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, input_shape: Any) -> None:
-        x_shape, _ = _split_shapes("GCNConv", input_shape, (2,))
+        x_shape = _x_shape("GCNConv", input_shape, (2, 3))
         self.kernel = self.add_weight(
             name="kernel", shape=(x_shape[-1], self.units), initializer=self.kernel_initializer
         )
@@ -118,16 +162,26 @@ class GCNConv(keras.layers.Layer):
         )
 
     def call(self, inputs: Any) -> Any:
-        x, adj = _inputs("GCNConv", inputs, (2,))
-        x, adj = K.cast(x, self.compute_dtype), K.cast(adj, self.compute_dtype)
-        h = K.matmul(x, self.kernel)
-        out = K.matmul(gcn_normalize(adj), h)
+        x, adj, *rest = _inputs("GCNConv", inputs, (2, 3))
+        x = K.cast(x, self.compute_dtype)
+        if _adjacency_kind(adj) == "dense":
+            if rest:
+                raise ValueError("GCNConv: with a dense `adj`, `inputs` is [x, adj]; got 3 inputs")
+            h = K.matmul(x, self.kernel)
+            out = K.matmul(gcn_normalize(K.cast(adj, self.compute_dtype)), h)
+        else:
+            x, graph, lead = _sparse_inputs("GCNConv", x, adj, rest)
+            h = K.matmul(x, self.kernel)
+            a_hat = gcn_normalize_sparse(graph, int(x.shape[0]), dtype=self.compute_dtype)
+            out = spmm(a_hat, h)
+            if lead:
+                h, out = h[None], out[None]
         if self.skip_weight is not None:
             out = out + h * self.skip_weight
         return self.activation(out + self.bias)
 
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
-        x_shape, _ = _split_shapes("GCNConv", input_shape, (2,))
+        x_shape = _x_shape("GCNConv", input_shape, (2, 3))
         return (*x_shape[:-1], self.units)
 
     def get_config(self) -> dict[str, Any]:
@@ -231,8 +285,7 @@ class DMoNPooling(keras.layers.Layer):
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape: Any) -> None:
-        x_shape = _split_shapes("DMoNPooling", input_shape, (2, 3))[0]
-        shape: tuple[Any, ...] = x_shape
+        shape: tuple[Any, ...] = _x_shape("DMoNPooling", input_shape, (2, 3))
         for dense in self.mlp:
             dense.build(shape)
             shape = (*shape[:-1], dense.units)
@@ -248,12 +301,18 @@ class DMoNPooling(keras.layers.Layer):
 
     def call(self, inputs: Any, training: bool | None = None) -> tuple[Any, Any, Any]:
         x, adj, *rest = _inputs("DMoNPooling", inputs, (2, 3))
-        x, adj = K.cast(x, self.compute_dtype), K.cast(adj, self.compute_dtype)
+        x = K.cast(x, self.compute_dtype)
+        lead = False
+        if _adjacency_kind(adj) == "dense":
+            adj, mask = K.cast(adj, self.compute_dtype), (rest[0] if rest else None)
+        else:
+            x, adj, lead = _sparse_inputs("DMoNPooling", x, adj, rest)
+            mask = None
         logits = x
         for dense in self.mlp:
             logits = dense(logits)
         logits = self.dropout_layer(logits, training=training)
-        out = pool(x, adj, logits, rest[0] if rest else None)
+        out = pool(x, adj, logits, mask)
         weighted = {
             "spectral": (self.spectral_weight, out.spectral_loss),
             "cluster": (self.collapse_regularization, out.cluster_loss),
@@ -262,10 +321,20 @@ class DMoNPooling(keras.layers.Layer):
         for key, (weight, value) in weighted.items():
             self.add_loss(weight * value)
             self.last_losses[key].assign(K.cast(value, "float32"))
-        return out.s, out.x, out.adj
+        return (out.s[None] if lead else out.s), out.x, out.adj
+
+    def compute_output_spec(
+        self, inputs: Any, training: bool | None = None
+    ) -> tuple[Any, Any, Any]:
+        x = _inputs("DMoNPooling", inputs, (2, 3))[0]
+        if _adjacency_kind(inputs[1]) == "dense":
+            shapes = self.compute_output_shape([tuple(t.shape) for t in inputs])
+        else:  # node-level s, one pooled graph
+            shapes = ((*x.shape[:-1], self.k), (1, self.k, x.shape[-1]), (1, self.k, self.k))
+        return tuple(keras.KerasTensor(shape, dtype=self.compute_dtype) for shape in shapes)
 
     def compute_output_shape(self, input_shape: Any) -> tuple[tuple[Any, ...], ...]:
-        x_shape, a_shape, *_ = _split_shapes("DMoNPooling", input_shape, (2, 3))
+        x_shape, a_shape = _dense_shapes("DMoNPooling", input_shape)
         b = x_shape[0] if len(x_shape) == 3 else (a_shape[0] if len(a_shape) == 3 else 1)
         return (b, x_shape[-2], self.k), (b, self.k, x_shape[-1]), (b, self.k, self.k)
 
