@@ -95,7 +95,9 @@ class JaxOps:
             )
         return x.indices[:, 0], x.indices[:, 1], x.data, int(x.shape[0])
 
-    def sparse_matrix(self, row: Any, col: Any, weight: Any, n: int) -> Any:
+    def sparse_matrix(
+        self, row: Any, col: Any, weight: Any, n: int, cache: dict[str, Any] | None = None
+    ) -> Any:
         # A gather and a segment sum: what BCOO's matmul lowers to on CPU, and it jits.
         return (row, col, weight, n)
 

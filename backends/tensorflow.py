@@ -93,12 +93,16 @@ class TensorFlowOps:
             int(x.dense_shape[0]) if x.shape[0] is None else int(x.shape[0]),
         )
 
-    def sparse_matrix(self, row: Any, col: Any, weight: Any, n: int) -> Any:
+    def sparse_matrix(
+        self, row: Any, col: Any, weight: Any, n: int, cache: dict[str, Any] | None = None
+    ) -> Any:
         if _in_xla_context(self.tf):  # sparse_dense_matmul has no XLA kernel
             return (row, col, weight, n)
         # ~10x faster than a segment sum outside XLA; differentiable in the values.
         indices = self.tf.stack([self.tf.cast(row, "int64"), self.tf.cast(col, "int64")], axis=1)
-        return self.tf.sparse.reorder(self.tf.SparseTensor(indices, weight, [n, n]))
+        # No reorder: the product is a scatter-add and needs no canonical order (a sort
+        # per call would cost more than the product).
+        return self.tf.SparseTensor(indices, weight, [n, n])
 
     def spmm(self, matrix: Any, dense: Any) -> Any:
         if isinstance(matrix, tuple):

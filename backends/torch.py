@@ -95,17 +95,27 @@ class TorchOps:
         x = x.coalesce()
         return x.indices()[0], x.indices()[1], x.values(), int(x.shape[0])
 
-    def sparse_matrix(self, row: Any, col: Any, weight: Any, n: int) -> Any:
+    def sparse_matrix(
+        self, row: Any, col: Any, weight: Any, n: int, cache: dict[str, Any] | None = None
+    ) -> Any:
         if self.torch.compiler.is_compiling():  # inductor has no sparse kernels
             return (row, col, weight, n)
-        # CSR spmm is ~15x faster than COO on CPU; gradients still reach `weight`. The ids
-        # were range-checked at the boundary, so torch's own invariant check is skipped.
-        coo = self.torch.sparse_coo_tensor(
-            self.torch.stack([row, col]), weight, (n, n), check_invariants=False
-        )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            return coo.to_sparse_csr()
+        # CSR: ~30x faster than an index_add and ~15x faster than COO spmm on CPU. Built in
+        # O(E) (a binary search per row; a stable sort by row only if the rows are
+        # unsorted), never through COO's coalesce, which sorts. Duplicates are summed by
+        # the product. The index structure is cached on the SparseGraph; weights are not.
+        key = f"torch-csr-{n}-{row.device}"
+        if cache is None or key not in cache:
+            order = None
+            if row.numel() > 1 and not bool((row[1:] >= row[:-1]).all()):
+                order = self.torch.sort(row, stable=True).indices
+                row, col = row[order], col[order]
+            index = _CsrIndex(_crow(self.torch, row, n), row, col, order, n)
+            if cache is not None:
+                cache[key] = index
+        else:
+            index = cache[key]
+        return _Csr(index, weight if index.order is None else weight[index.order])
 
     def spmm(self, matrix: Any, dense: Any) -> Any:
         if isinstance(matrix, tuple):
@@ -114,7 +124,7 @@ class TorchOps:
             return self.torch.zeros(
                 n, dense.shape[-1], dtype=dense.dtype, device=dense.device
             ).index_add(0, row, msgs)
-        return self.torch.sparse.mm(matrix, dense)
+        return _csr_spmm(self.torch).apply(matrix.weight, dense, matrix)
 
     def segment_sum(self, values: Any, ids: Any, num_segments: int) -> Any:
         out = self.torch.zeros(
@@ -135,3 +145,86 @@ class TorchOps:
         if self.torch.compiler.is_compiling():
             return None
         return x.detach().cpu().numpy()
+
+
+class _CsrIndex:
+    """The index part of a CSR matrix (rows sorted), and lazily of its transpose."""
+
+    __slots__ = ("_transpose", "col", "crow", "n", "order", "row")
+
+    def __init__(self, crow: Any, row: Any, col: Any, order: Any, n: int) -> None:
+        self.crow, self.row, self.col, self.order, self.n = crow, row, col, order, n
+        self._transpose: tuple[_CsrIndex, Any] | None = None
+
+    def transpose(self, torch: Any) -> tuple[_CsrIndex, Any]:
+        """The transpose's index and the permutation of this matrix's entries into it."""
+        if self._transpose is None:
+            perm = torch.sort(self.col, stable=True).indices
+            rows = self.col[perm]
+            self._transpose = (
+                _CsrIndex(_crow(torch, rows, self.n), rows, self.row[perm], None, self.n),
+                perm,
+            )
+        return self._transpose
+
+
+class _Csr:
+    """A CSR matrix: a (cached) index and this call's weights."""
+
+    __slots__ = ("index", "weight")
+
+    def __init__(self, index: _CsrIndex, weight: Any) -> None:
+        self.index, self.weight = index, weight
+
+    def matrix(self, torch: Any, weight: Any) -> Any:
+        i = self.index
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return torch.sparse_csr_tensor(
+                i.crow, i.col, weight, (i.n, i.n), check_invariants=False
+            )
+
+
+def _crow(torch: Any, row: Any, n: int) -> Any:
+    """CSR row pointer of sorted row ids: where each row starts (a binary search per row,
+    faster than a bincount here)."""
+    return torch.searchsorted(row, torch.arange(n + 1, dtype=row.dtype, device=row.device))
+
+
+_FUNCTION: Any = None
+
+
+def _csr_spmm(torch: Any) -> Any:
+    """`A @ dense` with a CSR forward and a backward that stays sparse.
+
+    torch's own backward of a CSR product densifies (it asked for N² floats at N = 169k),
+    so the gradients are written out: `∂/∂dense = Aᵀ G` (the transpose built by a stable
+    sort on the columns, only when that gradient is needed) and
+    `∂/∂w_e = ⟨G[row_e], dense[col_e]⟩`.
+    """
+    global _FUNCTION
+    if _FUNCTION is not None:
+        return _FUNCTION
+
+    class CsrSpmm(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, weight: Any, dense: Any, csr: _Csr) -> Any:
+            ctx.csr = csr
+            ctx.save_for_backward(weight, dense)
+            return csr.matrix(torch, weight.detach()) @ dense
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            weight, dense = ctx.saved_tensors
+            csr = ctx.csr
+            grad_weight = grad_dense = None
+            if ctx.needs_input_grad[0]:
+                i = csr.index
+                grad_weight = (grad.index_select(0, i.row) * dense.index_select(0, i.col)).sum(-1)
+            if ctx.needs_input_grad[1]:
+                index, perm = csr.index.transpose(torch)
+                grad_dense = _Csr(index, None).matrix(torch, weight.detach()[perm]) @ grad
+            return grad_weight, grad_dense, None
+
+    _FUNCTION = CsrSpmm
+    return _FUNCTION

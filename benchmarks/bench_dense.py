@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from torch_geometric.nn import DMoNPooling as PyGDMoN
 import dmon
 from dmon.layers.torch import DMoNPooling
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+sys.path.insert(0, str(Path(__file__).parent))
+from report import write_section
+
 B, F, C = 8, 64, 16
 
 
@@ -91,8 +94,6 @@ def main() -> None:
     import torch_geometric
 
     lines = [
-        "# Benchmarks",
-        "",
         "## Dense pooling: `dmon.layers.torch.DMoNPooling` vs `torch_geometric.nn.DMoNPooling`",
         "",
         "Written by `python benchmarks/bench_dense.py` (also `nox -s bench`). Same weights,",
@@ -118,8 +119,7 @@ def main() -> None:
         "forward time is close to halved for large N.",
         "",
     ]
-    DOC.write_text("\n".join(lines))
-    print(f"wrote {DOC}")
+    write_section("dense", "\n".join(lines))
 
 
 if __name__ == "__main__":

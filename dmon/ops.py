@@ -124,10 +124,13 @@ class ArrayOps(Protocol):
         `weight` where the framework allows."""
         ...
 
-    def sparse_matrix(self, row: Array, col: Array, weight: Array, n: int) -> Any:
+    def sparse_matrix(
+        self, row: Array, col: Array, weight: Array, n: int, cache: dict[str, Any] | None = None
+    ) -> Any:
         """The form this framework multiplies fastest (CSR in torch and SciPy,
         `SparseTensor` in TensorFlow; the COO triple where only a segment sum compiles).
-        Built once per call, at the boundary."""
+        Built once per call, at the boundary. `cache` (a `SparseGraph`'s own) may keep
+        index structures (never weights, which may carry gradients) across calls."""
         ...
 
     def spmm(self, matrix: Any, dense: Array) -> Array:

@@ -193,9 +193,10 @@ def _sparse_products(
     """Per-graph `S` `(B, M, C)`, `SᵀAS`, `Sᵀd`, `2m` and valid-node counts from a flat
     `(N, C)` assignment: one sparse product `A S` over the edges, then the per-graph
     reductions on the zero-padded batch (`B = 1`, no padding, for one graph)."""
-    s_p = pad(ops, adj, s)
-    a_s = pad(ops, adj, ops.spmm(adj.matrix, s))
-    deg = pad(ops, adj, ops.expand_dims(adj.degrees, -1))
+    c = ops.shape(s)[-1]
+    # A [S | 1]: the degrees come out of the same pass over the edges as A S.
+    prod = ops.spmm(adj.matrix, ops.concat([s, ops.ones_like(s[:, :1])], axis=-1))
+    s_p, a_s, deg = pad(ops, adj, s), pad(ops, adj, prod[:, :c]), pad(ops, adj, prod[:, c:])
     s_t = ops.transpose(s_p)
     out_adj = ops.matmul(s_t, a_s)
     s_d = ops.sum(ops.matmul(s_t, deg), axis=-1)

@@ -36,7 +36,15 @@ class SparseGraph:
     concrete (eager); inside compiled code only shapes and dtypes are checked.
     """
 
-    __slots__ = ("batch", "edge_index", "edge_weight", "max_num_nodes", "num_graphs", "num_nodes")
+    __slots__ = (
+        "_cache",
+        "batch",
+        "edge_index",
+        "edge_weight",
+        "max_num_nodes",
+        "num_graphs",
+        "num_nodes",
+    )
 
     def __init__(
         self,
@@ -53,6 +61,9 @@ class SparseGraph:
         self.num_graphs = num_graphs
         self.max_num_nodes = max_num_nodes
         self.num_nodes = num_nodes
+        # Index structures a backend derives from edge_index (e.g. torch's CSR row
+        # pointer), reused across calls with this graph. Never weights.
+        self._cache: dict[str, Any] = {}
 
     def map_arrays(self, fn: Callable[[Any], Any]) -> SparseGraph:
         """A copy with `fn` applied to every array field."""
@@ -75,8 +86,6 @@ class SparseAdjacency(NamedTuple):
 
     matrix: Any
     """The backend's spmm form (`ops.sparse_matrix`)."""
-    degrees: Array
-    """`(N,)` row sums."""
     batch: Array | None
     num_graphs: int
     max_nodes: int
@@ -106,10 +115,10 @@ def to_adjacency(ops: ArrayOps, where: str, adj: Any, n: int, dtype: str) -> Spa
                 f"{where}: the sparse `adj` must hold floating values; got dtype {ops.dtype_name(weight)}"
             )
     weight = ops.astype(weight, dtype)
+    cache = adj._cache if isinstance(adj, SparseGraph) else None
     assert num_graphs is not None and max_nodes is not None
     return SparseAdjacency(
-        ops.sparse_matrix(row, col, weight, n),
-        ops.segment_sum(weight, row, n),
+        ops.sparse_matrix(row, col, weight, n, cache),
         batch,
         num_graphs,
         max_nodes,

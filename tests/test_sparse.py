@@ -120,11 +120,36 @@ def _objective(x, adj, logits):
     )
 
 
+def test_unsorted_and_duplicate_edges(backend: str) -> None:
+    """Edges in any order; a repeated (i, j) adds its weights, as a sparse matrix does."""
+    x, a, logits, _ = random_batch(8, b=1, n=11)
+    ei, w = _edges(a[0])
+    rng = np.random.default_rng(0)
+    dup = rng.choice(ei.shape[1], size=5, replace=False)
+    ei2 = np.concatenate([ei, ei[:, dup]], axis=1)
+    w2 = np.concatenate([w, w[dup]])
+    order = rng.permutation(ei2.shape[1])
+    a2 = a[0].copy()
+    np.add.at(a2, (ei[0, dup], ei[1, dup]), w[dup])
+    want = dmon.pool(x, a2[None], logits)
+    got = dmon.pool(
+        to_backend(backend, x[0]),
+        dmon.SparseGraph(to_backend(backend, ei2[:, order]), to_backend(backend, w2[order])),
+        to_backend(backend, logits[0]),
+    )
+    for g, v in zip(got[1:], want[1:], strict=True):
+        assert_close(g, v, "float64")
+
+
 @pytest.mark.parametrize("fw", AUTODIFF)
-def test_gradients_equal_dense(fw: str) -> None:
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_gradients_equal_dense(fw: str, shuffled: bool) -> None:
     require(fw)
     x, a, logits, _ = random_batch(4, b=1, n=12)
     ei, w = _edges(a[0])
+    if shuffled:  # unsorted rows: the torch CSR path sorts them (and the weights' grads follow)
+        order = np.random.default_rng(1).permutation(ei.shape[1])
+        ei, w = ei[:, order], w[order]
     eib = to_backend(fw, ei)
     sparse = gradient(
         fw,
