@@ -1,0 +1,142 @@
+"""Clustering quality, NumPy/SciPy only, sparse-aware.
+
+Graph metrics take an adjacency (`scipy.sparse` matrix or dense NumPy array, symmetric,
+non-negative weights) and hard cluster labels `(N,)`; label metrics take two label
+vectors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "average_conductance",
+    "conductance",
+    "coverage",
+    "modularity",
+    "nmi",
+    "pairwise_scores",
+]
+
+
+def _csr(adj: Any) -> Any:
+    from scipy import sparse
+
+    a = sparse.csr_matrix(adj, dtype=np.float64)
+    if a.shape[0] != a.shape[1]:
+        raise ValueError(f"adjacency must be square; got shape {a.shape}")
+    return a
+
+
+def _labels(labels: Any, n: int | None = None, name: str = "labels") -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or (n is not None and arr.shape[0] != n):
+        raise ValueError(
+            f"`{name}` must have shape ({n if n is not None else 'N'},); got {arr.shape}"
+        )
+    _, codes = np.unique(arr, return_inverse=True)
+    return codes.astype(np.int64)
+
+
+def _one_hot(codes: np.ndarray) -> Any:
+    from scipy import sparse
+
+    n = codes.shape[0]
+    return sparse.csr_matrix(
+        (np.ones(n), (np.arange(n), codes)), shape=(n, int(codes.max()) + 1 if n else 0)
+    )
+
+
+def _cluster_sums(adj: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    """`(intra weight per cluster, volume per cluster, total weight 2m)`."""
+    a = _csr(adj)
+    p = _one_hot(_labels(labels, a.shape[0]))
+    between = (p.T @ a @ p).toarray()  # (K, K) weight between clusters
+    return np.diag(between).copy(), between.sum(axis=1), float(between.sum())
+
+
+def modularity(adj: Any, labels: Any, resolution: float = 1.0) -> float:
+    """Newman's (weighted) modularity `Q = Σ_c [ L_c / 2m - γ (vol_c / 2m)² ]`.
+
+    `L_c` is the weight inside cluster `c` counted in both directions (`Σ_{i,j ∈ c} A_ij`),
+    `vol_c = Σ_{i ∈ c} d_i`. Equals `networkx.algorithms.community.modularity`. A graph
+    with no edges gives 0.
+    """
+    intra, vol, two_m = _cluster_sums(adj, labels)
+    if two_m == 0:
+        return 0.0
+    return float(np.sum(intra / two_m - resolution * (vol / two_m) ** 2))
+
+
+def conductance(adj: Any, labels: Any) -> float:
+    """The DMoN paper's (global) conductance: the fraction of edge weight that leaves its
+    cluster, `Σ_c cut(c) / Σ_c vol(c)` (google-research `metrics.conductance`). 0 for a
+    graph with no edges."""
+    intra, _, two_m = _cluster_sums(adj, labels)
+    return 0.0 if two_m == 0 else float((two_m - intra.sum()) / two_m)
+
+
+def coverage(adj: Any, labels: Any) -> float:
+    """Graph coverage: the fraction of edge weight inside clusters, `1 - conductance`
+    (networkx `partition_quality`'s coverage)."""
+    intra, _, two_m = _cluster_sums(adj, labels)
+    return 0.0 if two_m == 0 else float(intra.sum() / two_m)
+
+
+def average_conductance(adj: Any, labels: Any) -> float:
+    """Mean over clusters of `φ(c) = cut(c) / min(vol(c), vol(V∖c))` (networkx
+    `conductance` per cluster); a cluster with zero volume on either side counts as 0."""
+    intra, vol, two_m = _cluster_sums(adj, labels)
+    cut = vol - intra
+    denom = np.minimum(vol, two_m - vol)
+    phi = np.divide(cut, denom, out=np.zeros_like(cut), where=denom > 0)
+    return float(phi.mean()) if phi.size else 0.0
+
+
+def _contingency(true: Any, pred: Any) -> np.ndarray:
+    t = _labels(true, name="labels_true")
+    p = _labels(pred, t.shape[0], name="labels_pred")
+    table = np.zeros((t.max() + 1 if t.size else 0, p.max() + 1 if p.size else 0))
+    np.add.at(table, (t, p), 1)
+    return table
+
+
+def nmi(labels_true: Any, labels_pred: Any) -> float:
+    """Normalised mutual information `I(T; P) / mean(H(T), H(P))` (arithmetic mean, as
+    scikit-learn's default). 1 for identical partitions up to renaming; 1 when both have
+    a single cluster."""
+    table = _contingency(labels_true, labels_pred)
+    n = table.sum()
+    if n == 0:
+        return 0.0
+    pt, pp, pj = table.sum(1) / n, table.sum(0) / n, table / n
+    nz = pj > 0
+    mi = float(np.sum(pj[nz] * np.log(pj[nz] / np.outer(pt, pp)[nz])))
+    h_t = -float(np.sum(pt[pt > 0] * np.log(pt[pt > 0])))
+    h_p = -float(np.sum(pp[pp > 0] * np.log(pp[pp > 0])))
+    if h_t == 0 and h_p == 0:
+        return 1.0
+    denom = (h_t + h_p) / 2
+    return float(max(mi, 0.0) / denom) if denom > 0 else 0.0
+
+
+def pairwise_scores(labels_true: Any, labels_pred: Any) -> dict[str, float]:
+    """Pairwise precision, recall and F1 by counting node pairs.
+
+    A pair is predicted-positive when both nodes share a predicted cluster and truly
+    positive when they share a true class: precision = |both| / |predicted|, recall =
+    |both| / |true|. (google-research's `pairwise_precision` uses a max-overlap shortcut
+    and can differ.)
+    """
+    table = _contingency(labels_true, labels_pred)
+
+    def pairs(v: np.ndarray) -> float:
+        return float(np.sum(v * (v - 1) / 2))
+
+    both, predicted, true = pairs(table), pairs(table.sum(0)), pairs(table.sum(1))
+    precision = both / predicted if predicted else 0.0
+    recall = both / true if true else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
