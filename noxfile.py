@@ -78,7 +78,7 @@ def parity(session: nox.Session) -> None:
     """Every framework, Keras and torch_geometric in one venv: cross-backend, Keras
     weight-transfer and PyG tests (Keras in-process tests run on JAX here)."""
     session.install(TORCH)  # first, so nothing below pulls another torch
-    session.install(TENSORFLOW, JAX, "torch_geometric", "-e", ".[test,keras]", "setuptools")
+    session.install(TENSORFLOW, JAX, "torch_geometric", "-e", ".[test,cluster]", "setuptools")
     session.run("pytest", "-q", *session.posargs, env={**ENV, "KERAS_BACKEND": "jax"})
 
 
@@ -102,10 +102,10 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The README's main job: pool a small built-in graph on every backend."""
-    session.install(TORCH)
-    session.install(TENSORFLOW, JAX, "-e", ".")
-    session.run("python", "examples/compare_backends.py", env=ENV)
+    """The README's main job, `dmon cluster` on the embedded graph, then `dmon parity`."""
+    session.install(JAX, "-e", ".[cluster]")
+    session.run("dmon", "cluster", "--out", os.path.join(session.create_tmp(), "run"), env=ENV)
+    session.run("dmon", "parity", env=ENV)
 
 
 @nox.session

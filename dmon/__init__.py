@@ -12,11 +12,26 @@ from dmon.sparse import SparseGraph
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # The clustering job (SciPy, Keras) loads on first use, not with `import dmon`.
+    if name == "cluster":
+        from dmon.train import cluster
+
+        return cluster
+    if name in ("data", "metrics", "train"):
+        import importlib
+
+        return importlib.import_module(f"dmon.{name}")
+    raise AttributeError(f"module 'dmon' has no attribute {name!r}")
+
+
 __all__ = [
     "DMoNOutput",
     "SparseGraph",
     "__version__",
     "available_backends",
+    "cluster",
     "cluster_loss",
     "gcn_normalize",
     "gcn_normalize_sparse",

@@ -113,6 +113,9 @@ def load_npz(path: str | Path, **prep: bool) -> Graph:
     `allow_pickle`."""
     path = Path(path)
     try:
+        with open(path, "rb") as fh:
+            if fh.read(2) != b"PK":
+                raise GraphFormatError(f"{path}: not a .npz (zip) file")
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
             need = {"adj_data", "adj_indices", "adj_indptr", "adj_shape"}
@@ -173,7 +176,7 @@ def load_edgelist(path: str | Path, **prep: bool) -> Graph:
         )
     ]
     rows = [[c for c in r if c != ""] for r in rows]
-    if len(rows[0]) >= 2 and _is_header(rows[0]):
+    if len(rows[0]) >= 2 and _is_header(rows[0], rows[1] if len(rows) > 1 else None):
         rows = rows[1:]
     ids: dict[str, int] = {}
     src, dst, wts = [], [], []
@@ -200,7 +203,14 @@ def load_edgelist(path: str | Path, **prep: bool) -> Graph:
     return _finish(a, None, None, path.stem, prep)
 
 
-def _is_header(row: list[str]) -> bool:
+_HEADER_WORDS = {"src", "source", "from", "head", "node1", "node_1", "start", "id1", "sender"}
+
+
+def _is_header(row: list[str], second: list[str] | None) -> bool:
+    """A header is a first line naming the columns: a known source-column word
+    (`src`, `source`, `from`, ...), or a non-numeric third field above numeric weights.
+    (Node names themselves may be any strings.)"""
+
     def number(v: str) -> bool:
         try:
             float(v)
@@ -208,7 +218,15 @@ def _is_header(row: list[str]) -> bool:
         except ValueError:
             return False
 
-    return not number(row[0]) and not number(row[1]) and (len(row) < 3 or not number(row[2]))
+    if row[0].strip().lower() in _HEADER_WORDS:
+        return True
+    return (
+        len(row) == 3
+        and not number(row[2])
+        and second is not None
+        and len(second) == 3
+        and number(second[2])
+    )
 
 
 def from_networkx(

@@ -112,8 +112,11 @@ def cluster(
         backend: Keras backend, `"jax"`, `"tensorflow"` or `"torch"` (default: Keras'
             configured one, else the first installed). Must be chosen before Keras is
             imported in this process.
-        epochs, learning_rate, dropout, collapse_regularization, hidden: the paper's
-            setup by default.
+        epochs: full-batch training epochs (the paper: 1000).
+        learning_rate: Adam's learning rate (1e-3).
+        dropout: dropout on the DMoN logits (0.5).
+        collapse_regularization: weight of the collapse loss (1.0).
+        hidden: GCN units (64).
         seed: seeds Python, NumPy and the backend; a run is reproducible on a backend.
         on_epoch: called as `on_epoch(epoch, logs)` after every epoch (progress bars).
 

@@ -1,0 +1,283 @@
+"""The `dmon` command: `dmon cluster`, `dmon parity`, `dmon info`.
+
+Errors a user can cause (missing file, bad format, k larger than the graph, unknown or
+missing backend) end with one line on stderr and exit status 2, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.metadata
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dmon import __version__
+
+
+class UsageError(Exception):
+    """An error to report in one line."""
+
+
+def _progress(total: int) -> Any:
+    """A text progress bar with the current losses, on stderr."""
+    tty = sys.stderr.isatty()
+    start = time.perf_counter()
+    step = max(1, total // 20)
+
+    def update(epoch: int, logs: dict[str, float]) -> None:
+        if not tty and epoch % step and epoch != total:
+            return
+        done = int(30 * epoch / total)
+        line = (
+            f"epoch {epoch:>{len(str(total))}}/{total} [{'#' * done}{'.' * (30 - done)}] "
+            f"loss {logs['loss']:+.4f} spectral {logs['spectral_loss']:+.4f} "
+            f"collapse {logs['cluster_loss']:.4f} {time.perf_counter() - start:6.1f}s"
+        )
+        sys.stderr.write(("\r" if tty else "") + line + ("" if tty and epoch != total else "\n"))
+        sys.stderr.flush()
+
+    return update
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from dmon import data, train
+
+    try:
+        backend = train.select_backend(args.backend)
+    except train.BackendError as err:
+        raise UsageError(str(err)) from None
+    try:
+        graph = data.load(
+            args.graph,
+            symmetrize=not args.directed,
+            drop_self_loops=not args.keep_self_loops,
+            binarize_features=not args.raw_features,
+        )
+    except data.GraphFormatError as err:
+        raise UsageError(str(err)) from None
+    except ImportError as err:
+        raise UsageError(f"{args.graph}: needs {err.name}: pip install {err.name}") from None
+    if not 2 <= args.clusters <= graph.num_nodes:
+        raise UsageError(
+            f"--clusters {args.clusters} must be between 2 and the number of nodes ({graph.num_nodes})"
+        )
+    out = Path(args.out or Path("runs") / graph.name)
+    print(
+        f"dmon {__version__}: {graph.name}: {graph.num_nodes} nodes, {graph.num_edges} edges, "
+        f"{graph.features.shape[1]} features{' (' + ', '.join(graph.notes) + ')' if graph.notes else ''}; "
+        f"k = {args.clusters}, backend {backend}, {args.epochs} epochs, seed {args.seed}",
+        flush=True,
+    )
+    result = train.cluster(
+        graph,
+        args.clusters,
+        backend=backend,
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        dropout=args.dropout,
+        collapse_regularization=args.collapse_regularization,
+        hidden=args.hidden,
+        seed=args.seed,
+        on_epoch=None if args.quiet else _progress(args.epochs),
+    )
+    m = result.metrics
+    rows = [
+        ("modularity", f"{m['modularity']:.4f}"),
+        ("conductance", f"{m['conductance']:.4f}"),
+        ("average conductance", f"{m['average_conductance']:.4f}"),
+        ("coverage", f"{m['coverage']:.4f}"),
+    ]
+    if "nmi" in m:
+        rows += [
+            ("NMI", f"{m['nmi']:.4f}"),
+            (
+                "pairwise F1",
+                f"{m['f1']:.4f} (precision {m['precision']:.4f}, recall {m['recall']:.4f})",
+            ),
+        ]
+    sizes = sorted((s for s in m["cluster_sizes"] if s), reverse=True)
+    rows += [
+        ("clusters used", f"{m['num_clusters_used']} of {args.clusters}"),
+        ("cluster sizes", " ".join(map(str, sizes[:20])) + (" ..." if len(sizes) > 20 else "")),
+        (
+            "training time",
+            f"{result.seconds:.1f} s ({1e3 * result.seconds / args.epochs:.2f} ms/epoch)",
+        ),
+    ]
+    print(_table(rows))
+    _write_outputs(out, graph, result, args)
+    print(f"outputs in {out}/: assignments.csv metrics.json history.csv loss.png clusters.png")
+    return 0
+
+
+def _write_outputs(out: Path, graph: Any, result: Any, args: argparse.Namespace) -> None:
+    from dmon import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "assignments.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["node", "cluster", "probability"])
+        for i, (c, p) in enumerate(
+            zip(result.assignments, result.probabilities.max(-1), strict=True)
+        ):
+            w.writerow([i, int(c), f"{p:.6f}"])
+    with open(out / "history.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        keys = list(result.history)
+        w.writerow(["epoch", *keys])
+        for e in range(len(result.history[keys[0]])):
+            w.writerow([e + 1, *(f"{result.history[k][e]:.6g}" for k in keys)])
+    settings = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    payload = {
+        "graph": {
+            "name": graph.name,
+            "nodes": graph.num_nodes,
+            "edges": graph.num_edges,
+            "features": int(graph.features.shape[1]),
+        },
+        "settings": {**settings, "backend": result.backend},
+        "metrics": result.metrics,
+        "seconds": result.seconds,
+        "dmon_version": __version__,
+    }
+    (out / "metrics.json").write_text(json.dumps(payload, indent=2, default=float))
+    try:
+        plots.loss_curves(result.history, out / "loss.png")
+        plots.clusters(graph, result.assignments, result.probabilities, out / "clusters.png")
+    except ImportError:
+        print(
+            "matplotlib is not installed: no figures (pip install 'dmon[cluster]')", file=sys.stderr
+        )
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    from dmon.parity import report
+
+    print(report(args.reps))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from dmon.ops import available_backends
+
+    print(f"dmon {__version__} (Python {sys.version.split()[0]})")
+    packages = {
+        "tensorflow": ("tensorflow", "tensorflow-cpu"),
+        "torch_geometric": ("torch_geometric", "torch-geometric"),
+    }
+    for name in (
+        "numpy",
+        "scipy",
+        "torch",
+        "tensorflow",
+        "jax",
+        "keras",
+        "torch_geometric",
+        "matplotlib",
+        "networkx",
+    ):
+        print(f"  {name:<16} {_version(packages.get(name, (name,)))}")
+    print(f"backends: {', '.join(available_backends())}")
+    return 0
+
+
+def _version(distributions: tuple[str, ...]) -> str:
+    for dist in distributions:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "not installed"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dmon",
+        description="DMoN graph pooling and clustering on PyTorch, TensorFlow, JAX and NumPy.",
+    )
+    p.add_argument("--version", action="version", version=f"dmon {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser(
+        "cluster", help="train DMoN on a graph and write clusters, metrics and figures"
+    )
+    c.add_argument(
+        "graph",
+        nargs="?",
+        default="sbm",
+        help="a .npz (gnn-benchmark) file, an edge list (.csv/.tsv/.txt: src,dst[,weight]), or a built-in graph: sbm (default), karate",
+    )
+    c.add_argument(
+        "--clusters",
+        "-k",
+        type=int,
+        default=None,
+        help="number of clusters (default 16; 4 for sbm, 2 for karate)",
+    )
+    c.add_argument(
+        "--backend",
+        choices=["jax", "tensorflow", "torch"],
+        default=None,
+        help="Keras backend (default: KERAS_BACKEND, else the first installed)",
+    )
+    c.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="training epochs (default 1000; 300 for the built-in graphs)",
+    )
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default=None, help="output folder (default runs/<graph name>)")
+    c.add_argument(
+        "--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3, the paper's)"
+    )
+    c.add_argument("--dropout", type=float, default=0.5, help="dropout on the logits (default 0.5)")
+    c.add_argument("--collapse-regularization", type=float, default=1.0)
+    c.add_argument("--hidden", type=int, default=64, help="GCN units (default 64)")
+    c.add_argument("--directed", action="store_true", help="do not symmetrise the adjacency")
+    c.add_argument("--keep-self-loops", action="store_true")
+    c.add_argument("--raw-features", action="store_true", help="do not binarise features")
+    c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    c.set_defaults(func=cmd_cluster)
+
+    par = sub.add_parser(
+        "parity", help="the same inputs through every installed backend: differences and timings"
+    )
+    par.add_argument("--reps", type=int, default=20)
+    par.set_defaults(func=cmd_parity)
+
+    info = sub.add_parser("info", help="version, installed backends and their versions")
+    info.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "cluster":
+        builtin = {"sbm": (4, 300), "karate": (2, 300)}.get(args.graph, (16, 1000))
+        args.clusters = builtin[0] if args.clusters is None else args.clusters
+        args.epochs = builtin[1] if args.epochs is None else args.epochs
+        if args.epochs < 1:
+            print("dmon: error: --epochs must be >= 1", file=sys.stderr)
+            return 2
+    try:
+        return int(args.func(args))
+    except UsageError as err:
+        print(f"dmon: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dmon: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

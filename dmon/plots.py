@@ -1,0 +1,121 @@
+"""PNG figures of a clustering run (matplotlib, imported only here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dmon.data import Graph
+
+DRAW_GRAPH_MAX_NODES = 1000
+"""Graphs up to this size are drawn node by node; larger ones as their cluster graph."""
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def loss_curves(history: dict[str, list[float]], path: Path) -> None:
+    """Total, spectral and collapse loss per epoch."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for key, label in (
+        ("loss", "total (weighted)"),
+        ("spectral_loss", "spectral"),
+        ("cluster_loss", "collapse"),
+    ):
+        if history.get(key):
+            ax.plot(np.arange(1, len(history[key]) + 1), history[key], label=label)
+    ax.set(xlabel="epoch", ylabel="loss", title="DMoN training")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def spectral_layout(adjacency: Any, seed: int = 0) -> np.ndarray:
+    """2-D positions from the two leading non-trivial eigenvectors of the normalised
+    adjacency (a Laplacian eigenmap), jittered so that twins do not overlap."""
+    from scipy import sparse
+    from scipy.sparse.linalg import eigsh
+
+    a = sparse.csr_matrix(adjacency, dtype=np.float64)
+    n = a.shape[0]
+    deg = np.asarray(a.sum(1)).ravel() + 1e-12
+    d = sparse.diags(1 / np.sqrt(deg))
+    m = d @ a @ d
+    rng = np.random.default_rng(seed)
+    if n <= 3:
+        return rng.normal(size=(n, 2))
+    vals, vecs = eigsh(m, k=3, which="LA", v0=rng.random(n))
+    pos = vecs[:, np.argsort(vals)[::-1][1:3]] / np.sqrt(deg)[:, None]
+    pos = pos / (np.abs(pos).max(0) + 1e-12)
+    return pos + 0.03 * rng.normal(size=pos.shape)
+
+
+def clusters(graph: Graph, assignments: np.ndarray, probabilities: np.ndarray, path: Path) -> str:
+    """The graph coloured by cluster (small graphs), or the coarsened cluster graph with
+    node size = cluster size (large ones). Returns which one was drawn."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 6.5))
+    cmap = plt.get_cmap("tab20")
+    if graph.num_nodes <= DRAW_GRAPH_MAX_NODES:
+        pos = spectral_layout(graph.adjacency)
+        coo = graph.adjacency.tocoo()
+        keep = coo.row < coo.col
+        segs = np.stack([pos[coo.row[keep]], pos[coo.col[keep]]], axis=1)
+        from matplotlib.collections import LineCollection
+
+        ax.add_collection(LineCollection(list(segs), colors="0.75", linewidths=0.5, zorder=1))
+        ax.scatter(
+            pos[:, 0],
+            pos[:, 1],
+            c=[cmap(c % 20) for c in assignments],
+            s=18,
+            edgecolors="k",
+            linewidths=0.3,
+            zorder=2,
+        )
+        ax.set_title(f"{graph.name}: {graph.num_nodes} nodes coloured by DMoN cluster")
+        kind = "graph"
+    else:
+        p = np.eye(probabilities.shape[1])[assignments]
+        coarse = p.T @ (graph.adjacency @ p)
+        np.fill_diagonal(coarse, 0)
+        sizes = p.sum(0)
+        used = np.flatnonzero(sizes > 0)
+        angle = 2 * np.pi * np.arange(len(used)) / max(len(used), 1)
+        pos = np.stack([np.cos(angle), np.sin(angle)], 1)
+        top = coarse[np.ix_(used, used)]
+        wmax = top.max() if top.size and top.max() > 0 else 1.0
+        for i in range(len(used)):
+            for j in range(i + 1, len(used)):
+                if top[i, j] > 0:
+                    ax.plot(*pos[[i, j]].T, color="0.6", lw=4 * top[i, j] / wmax, zorder=1)
+        ax.scatter(
+            pos[:, 0],
+            pos[:, 1],
+            s=3000 * sizes[used] / sizes.max(),
+            c=[cmap(c % 20) for c in used],
+            edgecolors="k",
+            zorder=2,
+        )
+        for i, c in enumerate(used):
+            ax.annotate(str(int(sizes[c])), pos[i], ha="center", va="center", fontsize=8, zorder=3)
+        ax.set_title(
+            f"{graph.name}: cluster graph A' (node size = cluster size, edge width = weight)"
+        )
+        kind = "cluster graph"
+    ax.set_axis_off()
+    ax.set_aspect("equal")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return kind
