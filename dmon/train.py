@@ -72,6 +72,7 @@ def select_backend(backend: str | None) -> str:
         raise BackendError("Keras 3 is not installed: pip install 'dmon[cluster]'")
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     return backend
 
 
@@ -135,9 +136,10 @@ def cluster(
     keras.utils.set_random_seed(seed)
     n, f = graph.features.shape
     ei, w = graph.edge_index()
+    ei = ei.astype(np.int32)  # JAX's default integer; ids < 2³¹ on every backend
     e = ei.shape[1]
     x_in = keras.Input((n, f), batch_size=1, name="x")
-    ei_in = keras.Input((2, e), batch_size=1, dtype="int64", name="edge_index")
+    ei_in = keras.Input((2, e), batch_size=1, dtype="int32", name="edge_index")
     w_in = keras.Input((e,), batch_size=1, name="edge_weight")
     h = GCNConv(hidden, name="gcn")([x_in, ei_in, w_in])
     pool_layer = DMoNPooling(
