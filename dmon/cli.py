@@ -51,11 +51,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
 def cmd_cluster(args: argparse.Namespace) -> int:
     from dmon import data, train
 
-    try:
-        backend = train.select_backend(args.backend)
-    except train.BackendError as err:
-        raise UsageError(str(err)) from None
-    try:
+    try:  # the file first: its errors are the most basic
         graph = data.load(
             args.graph,
             symmetrize=not args.directed,
@@ -66,6 +62,10 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     except ImportError as err:
         raise UsageError(f"{args.graph}: needs {err.name}: pip install {err.name}") from None
+    try:
+        backend = train.select_backend(args.backend)
+    except train.BackendError as err:
+        raise UsageError(str(err)) from None
     if not 2 <= args.clusters <= graph.num_nodes:
         raise UsageError(
             f"--clusters {args.clusters} must be between 2 and the number of nodes ({graph.num_nodes})"
