@@ -58,6 +58,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             drop_self_loops=not args.keep_self_loops,
             binarize_features=not args.raw_features,
         )
+        if args.features is not None:
+            graph.features = data.load_features(args.features, graph.num_nodes)
+            graph.notes = [f"features from {args.features}"]
     except data.GraphFormatError as err:
         raise UsageError(str(err)) from None
     except ImportError as err:
@@ -215,6 +218,11 @@ def parser() -> argparse.ArgumentParser:
         nargs="?",
         default="sbm",
         help="a .npz (gnn-benchmark) file, an edge list (.csv/.tsv/.txt: src,dst[,weight]), or a built-in graph: sbm (default), karate",
+    )
+    c.add_argument(
+        "--features",
+        default=None,
+        help="node features for an edge list: .npy or .csv/.tsv, one row per node",
     )
     c.add_argument(
         "--clusters",

@@ -39,6 +39,8 @@ class Graph:
     labels: np.ndarray | None = None
     name: str = "graph"
     notes: list[str] = field(default_factory=list)
+    node_names: list[str] | None = None
+    """Original node names when an edge list used non-integer names (else ids = index)."""
 
     @property
     def num_nodes(self) -> int:
@@ -156,8 +158,13 @@ def load_npz(path: str | Path, **prep: bool) -> Graph:
 
 def load_edgelist(path: str | Path, **prep: bool) -> Graph:
     """An edge list: one edge per line, `src dst [weight]`, separated by a comma, tab or
-    spaces; an optional header line; `#` comments. Node names may be any strings; they are
-    numbered in order of first appearance. Structure only: default features."""
+    spaces; an optional header line; `#` comments.
+
+    When every node name is a non-negative integer, it is the node's index (`N` = largest
+    id + 1, so ids without edges are isolated nodes, and rows of a features file line up
+    with ids, as in PyG). Otherwise names may be any strings, numbered in order of first
+    appearance; `Graph.node_names` keeps them. Structure only: default features (see
+    `load_features` to attach some)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -198,9 +205,40 @@ def load_edgelist(path: str | Path, **prep: bool) -> Graph:
         src.append(ids.setdefault(r[0], len(ids)))
         dst.append(ids.setdefault(r[1], len(ids)))
         wts.append(w)
-    n = len(ids)
+    names: list[str] | None = list(ids)
+    if all(name.isdigit() for name in ids):  # integer ids: the id is the index
+        index = np.array([int(name) for name in ids])
+        src, dst = index[src].tolist(), index[dst].tolist()
+        n, names = int(index.max()) + 1, None
+    else:
+        n = len(ids)
     a = sparse.csr_matrix((wts, (src, dst)), shape=(n, n))
-    return _finish(a, None, None, path.stem, prep)
+    graph = _finish(a, None, None, path.stem, prep)
+    graph.node_names = names
+    return graph
+
+
+def load_features(path: str | Path, num_nodes: int) -> np.ndarray:
+    """A `(N, F)` feature matrix from `.npy` (read without unpickling) or a delimited text
+    file (`.csv`, `.tsv`, `.txt`; one row per node, in node order)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npy":
+            f = np.load(path, allow_pickle=False)
+        else:
+            f = np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
+    except FileNotFoundError:
+        raise GraphFormatError(f"{path}: no such file") from None
+    except ValueError as err:
+        raise GraphFormatError(f"{path}: not a numeric feature matrix ({err})") from None
+    f = np.asarray(f)
+    if f.ndim != 2 or f.shape[0] != num_nodes:
+        raise GraphFormatError(
+            f"{path}: features must have shape (N, F) with N = {num_nodes} nodes; got {f.shape}"
+        )
+    if not np.issubdtype(f.dtype, np.number) or not np.all(np.isfinite(f)):
+        raise GraphFormatError(f"{path}: features must be finite numbers")
+    return f.astype(np.float32)
 
 
 _HEADER_WORDS = {"src", "source", "from", "head", "node1", "node_1", "start", "id1", "sender"}

@@ -107,3 +107,12 @@ def test_info_and_parity() -> None:
     assert res.returncode == 0, res.stderr
     numpy_rows = [ln for ln in res.stdout.splitlines() if ln.startswith("numpy      float64")]
     assert numpy_rows and "0.0e+00" in numpy_rows[0]
+
+
+def test_features_file_of_the_wrong_size(tmp_path) -> None:
+    (tmp_path / "e.csv").write_text("0,1\n1,2\n")
+    np.save(tmp_path / "f.npy", np.ones((2, 4)))
+    _one_line_error(
+        _dmon("cluster", str(tmp_path / "e.csv"), "--features", str(tmp_path / "f.npy")),
+        "features must have shape (N, F) with N = 3 nodes",
+    )

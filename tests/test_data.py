@@ -157,3 +157,23 @@ def test_sbm_is_seeded_and_carries_the_communities() -> None:
     dc = data.synthetic_sbm(degree_correction=1.0, seed=1)
     deg = np.asarray(dc.adjacency.sum(1)).ravel()
     assert deg.std() > 2 * np.asarray(a.adjacency.sum(1)).ravel().std()  # heavier-tailed degrees
+
+
+def test_integer_ids_are_indices_and_features_attach(tmp_path) -> None:
+    (tmp_path / "e.csv").write_text("3,1\n1,0\n")  # ids 0..3, node 2 isolated
+    g = data.load(str(tmp_path / "e.csv"))
+    assert g.num_nodes == 4 and g.node_names is None
+    assert g.adjacency[3, 1] == 1 and g.adjacency[0, 1] == 1 and g.adjacency[2].nnz == 0
+    np.savetxt(tmp_path / "f.csv", np.arange(8).reshape(4, 2), delimiter=",")
+    np.testing.assert_array_equal(
+        data.load_features(tmp_path / "f.csv", 4), np.arange(8).reshape(4, 2)
+    )
+    np.save(tmp_path / "f.npy", np.ones((4, 3)))
+    assert data.load_features(tmp_path / "f.npy", 4).shape == (4, 3)
+    with pytest.raises(
+        data.GraphFormatError,
+        match=r"f.npy: features must have shape \(N, F\) with N = 5 nodes; got \(4, 3\)",
+    ):
+        data.load_features(tmp_path / "f.npy", 5)
+    (tmp_path / "names.csv").write_text("alice,bob\nbob,carol\n")
+    assert data.load(str(tmp_path / "names.csv")).node_names == ["alice", "bob", "carol"]
