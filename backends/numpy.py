@@ -104,7 +104,7 @@ class NumpyOps:
         # CSR straight from rows-sorted edges (a stable sort only if unsorted): SciPy's
         # COO route sorts every row's columns, which costs more than the product.
         # Duplicate entries are summed by the product.
-        if row.size > 1 and np_any_decrease(self.np, row):
+        if row.size > 1 and bool(self.np.any(row[1:] < row[:-1])):
             order = self.np.argsort(row, kind="stable")
             row, col, weight = row[order], col[order], weight[order]
         indptr = self.np.searchsorted(row, self.np.arange(n + 1))
@@ -133,10 +133,6 @@ class NumpyOps:
 
     def to_numpy(self, x: Any) -> Any:
         return self.np.asarray(x)
-
-
-def np_any_decrease(np: Any, row: Any) -> bool:
-    return bool(np.any(row[1:] < row[:-1]))
 
 
 def _result_dtype(a: Any, b: Any) -> Any:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dmon.ops import Array, resolve
-from dmon.sparse import SparseGraph, _check_edges, to_adjacency
+from dmon.ops import HALF, Array, resolve
+from dmon.sparse import SparseGraph, edges, to_adjacency
 from dmon.validation import prepare
 
 
@@ -56,17 +56,10 @@ def gcn_normalize_sparse(
     """
     ops, args = resolve({"adj": adj}, backend)
     g = args["adj"]
-    if isinstance(g, SparseGraph):
-        row, col, weight = _check_edges(ops, "dmon.gcn_normalize_sparse", g, num_nodes)
-    else:
-        row, col, weight, size = ops.sparse_coo(g)
-        if size != num_nodes:
-            raise ValueError(
-                f"dmon.gcn_normalize_sparse: the sparse `adj` is {size} x {size}; num_nodes is {num_nodes}"
-            )
+    row, col, weight = edges(ops, "dmon.gcn_normalize_sparse", g, num_nodes)
     if dtype is not None:
         weight = ops.astype(weight, dtype)
-    if ops.dtype_name(weight) in ("float16", "bfloat16"):
+    if ops.dtype_name(weight) in HALF:
         weight = ops.astype(weight, "float32")
     inv_sqrt = 1.0 / ops.sqrt(ops.segment_sum(weight, row, num_nodes) + 1.0)
     loops = ops.arange(num_nodes, like=row)

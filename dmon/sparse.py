@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from dmon.ops import Array, ArrayOps
+from dmon.ops import FLOATING, Array, ArrayOps
 from dmon.validation import _fmt
 
 _INTEGER = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
@@ -100,20 +100,9 @@ def to_adjacency(ops: ArrayOps, where: str, adj: Any, n: int, dtype: str) -> Spa
     batch = None
     num_graphs: int | None = 1
     max_nodes: int | None = n
-    if isinstance(adj, SparseGraph):
-        row, col, weight = _check_edges(ops, where, adj, n)
-        if adj.batch is not None:
-            batch, num_graphs, max_nodes = _check_batch(ops, where, adj, n)
-    else:
-        row, col, weight, size = ops.sparse_coo(adj)
-        if size != n:
-            raise ValueError(
-                f"{where}: the sparse `adj` is {size} x {size} but `x` has N = {n} nodes"
-            )
-        if ops.dtype_name(weight) not in ("float16", "bfloat16", "float32", "float64"):
-            raise TypeError(
-                f"{where}: the sparse `adj` must hold floating values; got dtype {ops.dtype_name(weight)}"
-            )
+    row, col, weight = edges(ops, where, adj, n)
+    if isinstance(adj, SparseGraph) and adj.batch is not None:
+        batch, num_graphs, max_nodes = _check_batch(ops, where, adj, n)
     weight = ops.astype(weight, dtype)
     cache = adj._cache if isinstance(adj, SparseGraph) else None
     assert num_graphs is not None and max_nodes is not None
@@ -123,6 +112,22 @@ def to_adjacency(ops: ArrayOps, where: str, adj: Any, n: int, dtype: str) -> Spa
         num_graphs,
         max_nodes,
     )
+
+
+def edges(ops: ArrayOps, where: str, adj: Any, n: int) -> tuple[Array, Array, Array]:
+    """Checked `(row, col, weight)` of a `SparseGraph` or native sparse matrix of `n` nodes."""
+    if isinstance(adj, SparseGraph):
+        return _check_edges(ops, where, adj, n)
+    row, col, weight, size = ops.sparse_coo(adj)
+    if size != n:
+        raise ValueError(
+            f"{where}: the sparse `adj` is {size} x {size} but the graph has N = {n} nodes"
+        )
+    if ops.dtype_name(weight) not in FLOATING:
+        raise TypeError(
+            f"{where}: the sparse `adj` must hold floating values; got dtype {ops.dtype_name(weight)}"
+        )
+    return row, col, weight
 
 
 def _check_edges(ops: ArrayOps, where: str, g: SparseGraph, n: int) -> tuple[Array, Array, Array]:
@@ -157,7 +162,7 @@ def _check_edges(ops: ArrayOps, where: str, g: SparseGraph, n: int) -> tuple[Arr
         raise ValueError(
             f"{where}: `edge_weight` must have shape (E,) = {_fmt((shape[1],))}; got shape {_fmt(wshape)}"
         )
-    if wdtype not in ("float16", "bfloat16", "float32", "float64"):
+    if wdtype not in FLOATING:
         raise TypeError(f"{where}: `edge_weight` must be floating; got dtype {wdtype}")
     return row, col, g.edge_weight
 
