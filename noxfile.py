@@ -9,7 +9,10 @@ torch_geometric for the cross-framework and PyG tests.
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+from collections.abc import Callable
 
 import nox
 
@@ -35,6 +38,27 @@ TENSORFLOW = "tensorflow-cpu>=2.16"
 JAX = "jax>=0.4.30"
 FRAMEWORKS = {"numpy": [], "torch": [TORCH], "tensorflow": [TENSORFLOW], "jax": [JAX]}
 
+def _frees_disk(fn: Callable[[nox.Session], None]) -> Callable[[nox.Session], None]:
+    """Under CI (``CI`` set), delete the session's venv when it ends, pass or fail.
+
+    The eleven venvs hold about 10 GB together (torch, TensorFlow and JAX several times
+    over); deleting each once it has run keeps the peak at the largest one, and a CI run
+    on a machine with little disk left failed with ENOSPC before this. Locally the venvs
+    stay, so ``nox -r`` can reuse them.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(session: nox.Session) -> None:
+        try:
+            fn(session)
+        finally:
+            location = getattr(session.virtualenv, "location", None)
+            if os.environ.get("CI") and location and os.path.isdir(location):
+                shutil.rmtree(location, ignore_errors=True)
+
+    return wrapper
+
+
 ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONHASHSEED": "0"}
 
 
@@ -48,7 +72,7 @@ def _framework_session(framework: str) -> None:
         _pytest(session)
 
     session_fn.__doc__ = f"The suite with only {framework} installed; the others' tests skip."
-    nox.session(name=f"tests-{framework}", tags=["tests"])(session_fn)
+    nox.session(name=f"tests-{framework}", tags=["tests"])(_frees_disk(session_fn))
 
 
 for _fw in FRAMEWORKS:
@@ -66,7 +90,7 @@ def _keras_session(backend: str) -> None:
     session_fn.__doc__ = (
         f"The Keras layers under KERAS_BACKEND={backend}, with only {backend} installed."
     )
-    nox.session(name=f"keras-{backend}", tags=["keras"])(session_fn)
+    nox.session(name=f"keras-{backend}", tags=["keras"])(_frees_disk(session_fn))
 
 
 for _fw in ("jax", "tensorflow", "torch"):
@@ -74,6 +98,7 @@ for _fw in ("jax", "tensorflow", "torch"):
 
 
 @nox.session
+@_frees_disk
 def parity(session: nox.Session) -> None:
     """Every framework, Keras and torch_geometric in one venv: cross-backend, Keras
     weight-transfer and PyG tests (Keras in-process tests run on JAX here)."""
@@ -83,6 +108,7 @@ def parity(session: nox.Session) -> None:
 
 
 @nox.session
+@_frees_disk
 def lint(session: nox.Session) -> None:
     """ruff and mypy."""
     session.install("ruff", "mypy", "numpy", "nox", "pytest")
@@ -92,6 +118,7 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+@_frees_disk
 def docs(session: nox.Session) -> None:
     """The mkdocs site, with warnings as errors."""
     session.install("-e", ".[docs]")
@@ -101,6 +128,7 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session
+@_frees_disk
 def demo(session: nox.Session) -> None:
     """The README's main job, `dmon cluster` on the embedded graph, then `dmon parity`."""
     session.install(JAX, "-e", ".[cluster]")
