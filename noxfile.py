@@ -38,6 +38,7 @@ TENSORFLOW = "tensorflow-cpu>=2.16"
 JAX = "jax>=0.4.30"
 FRAMEWORKS = {"numpy": [], "torch": [TORCH], "tensorflow": [TENSORFLOW], "jax": [JAX]}
 
+
 def _frees_disk(fn: Callable[[nox.Session], None]) -> Callable[[nox.Session], None]:
     """Under CI (``CI`` set), delete the session's venv when it ends, pass or fail.
 
