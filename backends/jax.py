@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from typing import Any
 
+from dmon.backends._numpy_api import NumpyApiOps
 
-class JaxOps:
+
+class JaxOps(NumpyApiOps):
     name = "jax"
     framework = "jax"
 
@@ -16,7 +17,7 @@ class JaxOps:
         import jax.numpy as jnp
 
         self.jax = jax
-        self.jnp = jnp
+        self.np = jnp  # the namespace NumpyApiOps' shared ops use
         _register_pytree(jax)
 
     def is_array(self, x: object) -> bool:
@@ -29,52 +30,13 @@ class JaxOps:
 
         if hasattr(x, "detach"):  # torch: leave autograd and the device first
             x = x.detach().cpu()
-        return self.jnp.asarray(numpy.asarray(x))
-
-    def shape(self, x: Any) -> tuple[int | None, ...]:
-        return tuple(x.shape)
-
-    def dtype_name(self, x: Any) -> str:
-        return str(x.dtype.name)
-
-    def astype(self, x: Any, dtype: str) -> Any:
-        return x.astype(dtype)
-
-    def expand_dims(self, x: Any, axis: int) -> Any:
-        return self.jnp.expand_dims(x, axis)
-
-    def reshape(self, x: Any, shape: tuple[int, ...]) -> Any:
-        return self.jnp.reshape(x, shape)
-
-    def ones_like(self, x: Any) -> Any:
-        return self.jnp.ones_like(x)
-
-    def eye(self, n: int, like: Any) -> Any:
-        return self.jnp.eye(n, dtype=like.dtype)
-
-    def concat(self, xs: Sequence[Any], axis: int) -> Any:
-        return self.jnp.concatenate(list(xs), axis=axis)
-
-    def matmul(self, a: Any, b: Any) -> Any:
-        return self.jnp.matmul(a, b)
-
-    def transpose(self, x: Any) -> Any:
-        return self.jnp.swapaxes(x, -1, -2)
-
-    def diagonal(self, x: Any) -> Any:
-        return self.jnp.diagonal(x, axis1=-2, axis2=-1)
-
-    def sum(self, x: Any, axis: int | tuple[int, ...], keepdims: bool = False) -> Any:
-        return self.jnp.sum(x, axis=axis, keepdims=keepdims)
+        return self.np.asarray(numpy.asarray(x))
 
     def mean(self, x: Any) -> Any:
-        return self.jnp.mean(x)
-
-    def sqrt(self, x: Any) -> Any:
-        return self.jnp.sqrt(x)
+        return self.np.mean(x)
 
     def where(self, cond: Any, a: Any, b: Any) -> Any:
-        return self.jnp.where(cond, a, b)
+        return self.np.where(cond, a, b)
 
     def softmax(self, x: Any) -> Any:
         return self.jax.nn.softmax(x, axis=-1)
@@ -107,15 +69,6 @@ class JaxOps:
 
     def segment_sum(self, values: Any, ids: Any, num_segments: int) -> Any:
         return self.jax.ops.segment_sum(values, ids, num_segments=num_segments)
-
-    def take(self, x: Any, index: Any) -> Any:
-        return self.jnp.take(x, index, axis=0)
-
-    def arange(self, n: int, like: Any) -> Any:
-        return self.jnp.arange(n, dtype=like.dtype)
-
-    def cumsum(self, x: Any) -> Any:
-        return self.jnp.cumsum(x, axis=0)
 
     def to_numpy(self, x: Any) -> Any:
         if isinstance(x, self.jax.core.Tracer):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from typing import Any
+
+from dmon.backends._numpy_api import NumpyApiOps
 
 from dmon.constants import SELU_ALPHA, SELU_SCALE
 
 
-class NumpyOps:
+class NumpyOps(NumpyApiOps):
     name = "numpy"
     framework = "numpy"
 
@@ -26,47 +27,8 @@ class NumpyOps:
             x = x.detach().cpu()
         return self.np.asarray(x)
 
-    def shape(self, x: Any) -> tuple[int | None, ...]:
-        return tuple(x.shape)
-
-    def dtype_name(self, x: Any) -> str:
-        return str(x.dtype.name)
-
-    def astype(self, x: Any, dtype: str) -> Any:
-        return x.astype(dtype)
-
-    def expand_dims(self, x: Any, axis: int) -> Any:
-        return self.np.expand_dims(x, axis)
-
-    def reshape(self, x: Any, shape: tuple[int, ...]) -> Any:
-        return self.np.reshape(x, shape)
-
-    def ones_like(self, x: Any) -> Any:
-        return self.np.ones_like(x)
-
-    def eye(self, n: int, like: Any) -> Any:
-        return self.np.eye(n, dtype=like.dtype)
-
-    def concat(self, xs: Sequence[Any], axis: int) -> Any:
-        return self.np.concatenate(xs, axis=axis)
-
-    def matmul(self, a: Any, b: Any) -> Any:
-        return self.np.matmul(a, b)
-
-    def transpose(self, x: Any) -> Any:
-        return self.np.swapaxes(x, -1, -2)
-
-    def diagonal(self, x: Any) -> Any:
-        return self.np.diagonal(x, axis1=-2, axis2=-1)
-
-    def sum(self, x: Any, axis: int | tuple[int, ...], keepdims: bool = False) -> Any:
-        return self.np.sum(x, axis=axis, keepdims=keepdims)
-
     def mean(self, x: Any) -> Any:
         return self.np.asarray(self.np.mean(x))  # 0-d array, not a NumPy scalar
-
-    def sqrt(self, x: Any) -> Any:
-        return self.np.sqrt(x)
 
     def where(self, cond: Any, a: Any, b: Any) -> Any:
         return self.np.where(cond, a, b).astype(_result_dtype(a, b))
@@ -121,15 +83,6 @@ class NumpyOps:
         out = self.np.zeros((num_segments, *values.shape[1:]), dtype=values.dtype)
         self.np.add.at(out, ids, values)
         return out
-
-    def take(self, x: Any, index: Any) -> Any:
-        return self.np.take(x, index, axis=0)
-
-    def arange(self, n: int, like: Any) -> Any:
-        return self.np.arange(n, dtype=like.dtype)
-
-    def cumsum(self, x: Any) -> Any:
-        return self.np.cumsum(x, axis=0)
 
     def to_numpy(self, x: Any) -> Any:
         return self.np.asarray(x)
