@@ -43,6 +43,18 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _scalar(out, reduce_sum=lambda t: t.sum()):
+    """One scalar from all six outputs of `dmon.pool`, to differentiate."""
+    return (
+        reduce_sum(out.s)
+        + reduce_sum(out.x)
+        + reduce_sum(out.adj)
+        + out.spectral_loss
+        + out.ortho_loss
+        + out.cluster_loss
+    )
+
+
 def _graph(n: int, m: int):
     import numpy as np
 
@@ -106,15 +118,7 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
 
         def fwd_bwd() -> None:
             lg.grad = xx.grad = None
-            out = dmon.pool(xx, graph, lg)
-            (
-                out.s.sum()
-                + out.x.sum()
-                + out.adj.sum()
-                + out.spectral_loss
-                + out.ortho_loss
-                + out.cluster_loss
-            ).backward()
+            _scalar(dmon.pool(xx, graph, lg)).backward()
 
         result["fwd_bwd_ms"] = _median_ms(fwd_bwd, reps)
     elif backend == "tensorflow":
@@ -141,15 +145,7 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
 
         def fwd_bwd() -> None:
             with tf.GradientTape() as tape:
-                out = dmon.pool(xx, graph, lg)
-                total = (
-                    tf.reduce_sum(out.s)
-                    + tf.reduce_sum(out.x)
-                    + tf.reduce_sum(out.adj)
-                    + out.spectral_loss
-                    + out.ortho_loss
-                    + out.cluster_loss
-                )
+                total = _scalar(dmon.pool(xx, graph, lg), tf.reduce_sum)
             tape.gradient(total, [lg, xx])
 
         def floor_bwd() -> None:
@@ -175,15 +171,7 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
             return dmon.pool(x, dmon.SparseGraph(ei, w), lg)
 
         def total(lg, x, ei, w):
-            out = dmon.pool(x, dmon.SparseGraph(ei, w), lg)
-            return (
-                out.s.sum()
-                + out.x.sum()
-                + out.adj.sum()
-                + out.spectral_loss
-                + out.ortho_loss
-                + out.cluster_loss
-            )
+            return _scalar(dmon.pool(x, dmon.SparseGraph(ei, w), lg))
 
         grad = jax.jit(jax.grad(total, argnums=(0, 1)))
         floor = jax.jit(lambda a, lg: jax.nn.softmax(lg).T @ (a @ jax.nn.softmax(lg)))
