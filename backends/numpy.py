@@ -65,11 +65,20 @@ class NumpyOps(NumpyApiOps):
 
         # CSR straight from rows-sorted edges (a stable sort only if unsorted): SciPy's
         # COO route sorts every row's columns, which costs more than the product.
-        # Duplicate entries are summed by the product.
-        if row.size > 1 and bool(self.np.any(row[1:] < row[:-1])):
-            order = self.np.argsort(row, kind="stable")
-            row, col, weight = row[order], col[order], weight[order]
-        indptr = self.np.searchsorted(row, self.np.arange(n + 1))
+        # Duplicate entries are summed by the product. The index (row pointer, columns,
+        # sort order) is cached on the SparseGraph, as in the torch backend; weights not.
+        key = f"scipy-csr-{n}"
+        index = cache.get(key) if cache is not None else None
+        if index is None:
+            order = None
+            if row.size > 1 and bool(self.np.any(row[1:] < row[:-1])):
+                order = self.np.argsort(row, kind="stable")
+                row, col = row[order], col[order]
+            index = (self.np.searchsorted(row, self.np.arange(n + 1)), col, order)
+            if cache is not None:
+                cache[key] = index
+        indptr, col, order = index
+        weight = weight if order is None else weight[order]
         return sparse.csr_matrix((weight, col, indptr), shape=(n, n))
 
     def spmm(self, matrix: Any, dense: Any) -> Any:

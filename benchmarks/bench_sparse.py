@@ -71,14 +71,29 @@ def _graph(n: int, m: int):
     return ei, w, x, logits
 
 
-def _median_ms(fn, reps: int) -> float:
-    fn()  # warm-up (and compilation where there is one)
-    times = []
+def _interleaved(fns: dict, reps: int) -> dict:
+    """Median ms of each function, run in turn, round after round, so that a drift in the
+    machine's speed hits them all alike; and the medians of the per-round ratios of dmon's
+    step to its floors (forward/floor, forward/floor+SᵀX, fwd+bwd/bwd floor)."""
+    for fn in fns.values():
+        fn()  # warm-up (and compilation where there is one)
+    times: dict = {k: [] for k in fns}
     for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    out = {f"{k}_ms": 1e3 * statistics.median(v) for k, v in times.items()}
+    for num, den, name in (
+        ("fwd", "floor", "fwd_ratio"),
+        ("fwd", "floor_x", "fwd_x_ratio"),
+        ("fwd_bwd", "floor_bwd", "bwd_ratio"),
+    ):
+        if num in times and den in times:
+            out[name] = statistics.median(
+                a / b for a, b in zip(times[num], times[den], strict=True)
+            )
+    return out
 
 
 def worker(backend: str, n: int, m: int, reps: int) -> dict:
@@ -97,9 +112,11 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
         s = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
         graph = dmon.SparseGraph(ei, w)
         result["setup_rss_mb"] = _rss_mb()
-        result["fwd_ms"] = _median_ms(lambda: dmon.pool(x, graph, logits), reps)
-        result["floor_ms"] = _median_ms(lambda: s.T @ (a @ s), reps)
-        result["floor_x_ms"] = _median_ms(lambda: (s.T @ (a @ s), s.T @ x), reps)
+        fns = {
+            "fwd": lambda: dmon.pool(x, graph, logits),
+            "floor": lambda: s.T @ (a @ s),
+            "floor_x": lambda: (s.T @ (a @ s), s.T @ x),
+        }
     elif backend == "torch":
         import torch
 
@@ -109,18 +126,19 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
         a = torch.sparse_csr_tensor(*_torch_csr(torch, eit, wt, n), size=(n, n))
         s = torch.softmax(lt, -1)
         result["setup_rss_mb"] = _rss_mb()
-        with torch.no_grad():
-            result["fwd_ms"] = _median_ms(lambda: dmon.pool(xt, graph, lt), reps)
-            result["floor_ms"] = _median_ms(lambda: s.T @ (a @ s), reps)
-            result["floor_x_ms"] = _median_ms(lambda: (s.T @ (a @ s), s.T @ xt), reps)
-
+        no_grad = torch.no_grad()
         lg, xx = lt.clone().requires_grad_(True), xt.clone().requires_grad_(True)
 
         def fwd_bwd() -> None:
             lg.grad = xx.grad = None
             _scalar(dmon.pool(xx, graph, lg)).backward()
 
-        result["fwd_bwd_ms"] = _median_ms(fwd_bwd, reps)
+        fns = {
+            "fwd": no_grad(lambda: dmon.pool(xt, graph, lt)),
+            "floor": no_grad(lambda: s.T @ (a @ s)),
+            "floor_x": no_grad(lambda: (s.T @ (a @ s), s.T @ xt)),
+            "fwd_bwd": fwd_bwd,
+        }
     elif backend == "tensorflow":
         import tensorflow as tf
 
@@ -128,18 +146,7 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
         graph = dmon.SparseGraph(eit, wt)
         a = tf.SparseTensor(tf.transpose(tf.cast(eit, tf.int64)), wt, [n, n])
         result["setup_rss_mb"] = _rss_mb()
-        result["fwd_ms"] = _median_ms(lambda: dmon.pool(xt, graph, lt), reps)
         s = tf.nn.softmax(lt)
-        result["floor_ms"] = _median_ms(
-            lambda: tf.matmul(s, tf.sparse.sparse_dense_matmul(a, s), transpose_a=True), reps
-        )
-        result["floor_x_ms"] = _median_ms(
-            lambda: (
-                tf.matmul(s, tf.sparse.sparse_dense_matmul(a, s), transpose_a=True),
-                tf.matmul(s, xt, transpose_a=True),
-            ),
-            reps,
-        )
 
         lg, xx = tf.Variable(lt), tf.Variable(xt)
 
@@ -156,8 +163,16 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
                 )
             tape.gradient(total, lg)
 
-        result["fwd_bwd_ms"] = _median_ms(fwd_bwd, reps)
-        result["floor_bwd_ms"] = _median_ms(floor_bwd, reps)
+        fns = {
+            "fwd": lambda: dmon.pool(xt, graph, lt),
+            "floor": lambda: tf.matmul(s, tf.sparse.sparse_dense_matmul(a, s), transpose_a=True),
+            "floor_x": lambda: (
+                tf.matmul(s, tf.sparse.sparse_dense_matmul(a, s), transpose_a=True),
+                tf.matmul(s, xt, transpose_a=True),
+            ),
+            "fwd_bwd": fwd_bwd,
+            "floor_bwd": floor_bwd,
+        }
     else:
         import jax
         import jax.numpy as jnp
@@ -185,13 +200,15 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
             jax.grad(lambda lg, a: (jax.nn.softmax(lg).T @ (a @ jax.nn.softmax(lg))).sum())
         )
         result["setup_rss_mb"] = _rss_mb()
-        result["fwd_ms"] = _median_ms(lambda: jax.block_until_ready(forward(xj, eij, wj, lj)), reps)
-        result["floor_ms"] = _median_ms(lambda: jax.block_until_ready(floor(a, lj)), reps)
-        result["floor_x_ms"] = _median_ms(lambda: jax.block_until_ready(floor_x(a, lj, xj)), reps)
-        result["fwd_bwd_ms"] = _median_ms(
-            lambda: jax.block_until_ready(grad(lj, xj, eij, wj)), reps
-        )
-        result["floor_bwd_ms"] = _median_ms(lambda: jax.block_until_ready(floor_grad(lj, a)), reps)
+        ready = jax.block_until_ready
+        fns = {
+            "fwd": lambda: ready(forward(xj, eij, wj, lj)),
+            "floor": lambda: ready(floor(a, lj)),
+            "floor_x": lambda: ready(floor_x(a, lj, xj)),
+            "fwd_bwd": lambda: ready(grad(lj, xj, eij, wj)),
+            "floor_bwd": lambda: ready(floor_grad(lj, a)),
+        }
+    result.update(_interleaved(fns, reps))
     result["peak_rss_mb"] = _rss_mb()
     return result
 
@@ -233,13 +250,10 @@ def main() -> None:
     rows = []
     for n, m in graphs:
         for backend in backends:
-            reps = 5 if n <= 300_000 else 3
+            reps = 11 if n <= 300_000 else 5
             r = _run(backend, n, m, reps)
             if r is None:
                 continue
-            r["fwd_ratio"] = r["fwd_ms"] / r["floor_ms"]
-            r["fwd_x_ratio"] = r["fwd_ms"] / r["floor_x_ms"]
-            r["bwd_ratio"] = r["fwd_bwd_ms"] / r["floor_bwd_ms"] if "floor_bwd_ms" in r else None
             rows.append(r)
             print(json.dumps(r), flush=True)
     if args.quick:
@@ -258,7 +272,9 @@ def _write(rows: list[dict]) -> None:
         "",
         "Written by `python benchmarks/bench_sparse.py`. `dmon.pool(x, SparseGraph(edge_index,",
         "edge_weight), logits)` with F = 128, C = 16, float32, one process per backend and graph;",
-        "medians of 5 runs (3 at N = 1M). The floor is the same framework's fastest hand-written",
+        "medians of 11 rounds (5 at N = 1M) in which dmon and its floors run in turn; each ratio",
+        "is the median of the per-round ratios, so the machine's drift cancels. The floor is the",
+        "same framework's fastest hand-written",
         "`Sᵀ (A S)` with A prebuilt (SciPy CSR, torch CSR, `tf.SparseTensor`, JAX BCOO);",
         '"floor+SᵀX" adds the feature pooling `Sᵀ X` that every DMoN layer also does (with F = 128',
         "it costs as much as the sparse product). For",

@@ -194,13 +194,15 @@ def _sparse_products(
     `(N, C)` assignment: one sparse product `A S` over the edges, then the per-graph
     reductions on the zero-padded batch (`B = 1`, no padding, for one graph)."""
     c = ops.shape(s)[-1]
-    # A [S | 1]: the degrees come out of the same pass over the edges as A S.
-    prod = ops.spmm(adj.matrix, ops.concat([s, ops.ones_like(s[:, :1])], axis=-1))
-    s_p, a_s, deg = pad(ops, adj, s), pad(ops, adj, prod[:, :c]), pad(ops, adj, prod[:, c:])
-    s_t = ops.transpose(s_p)
-    out_adj = ops.matmul(s_t, a_s)
-    s_d = ops.sum(ops.matmul(s_t, deg), axis=-1)
-    two_m = ops.sum(deg, axis=(1, 2))
+    # A [S | 1] = [AS | d]: the degrees come out of the same pass over the edges as A S,
+    # and one (C, M) x (M, C + 1) product per graph then gives [SᵀAS | Sᵀd] (no slices of
+    # the (N, C + 1) product are copied for it).
+    prod = pad(ops, adj, ops.spmm(adj.matrix, ops.concat([s, ops.ones_like(s[:, :1])], axis=-1)))
+    s_p = pad(ops, adj, s)
+    both = ops.matmul(ops.transpose(s_p), prod)  # (B, C, C + 1)
+    out_adj, s_d = both[..., :c], both[..., c]
+    # From the degrees, not Σ Sᵀd: spectral_loss takes any `s`, rows need not sum to 1.
+    two_m = ops.sum(prod[..., c], axis=-1)
     n_valid = (
         None if adj.batch is None else ops.sum(pad(ops, adj, ops.ones_like(s[:, :1])), axis=(1, 2))
     )

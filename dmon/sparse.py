@@ -34,6 +34,12 @@ class SparseGraph:
 
     Value checks (ids in range, non-negative, `batch` sorted) run when the arrays are
     concrete (eager); inside compiled code only shapes and dtypes are checked.
+
+    The first call with a graph remembers what it derived from `edge_index` (that the ids
+    are in range, and torch's CSR index), so later calls with the same graph skip that
+    work. Assigning a new `edge_index` or `batch` forgets it; changing the array's values
+    in place does not, so build a new `SparseGraph` for new edges. Weights are never
+    remembered: they may change (and be trained) between calls.
     """
 
     __slots__ = (
@@ -64,6 +70,12 @@ class SparseGraph:
         # Index structures a backend derives from edge_index (e.g. torch's CSR row
         # pointer), reused across calls with this graph. Never weights.
         self._cache: dict[str, Any] = {}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # What the cache holds was derived from edge_index (and checked with batch).
+        if name in ("edge_index", "batch") and hasattr(self, "_cache"):
+            self._cache.clear()
+        object.__setattr__(self, name, value)
 
     def map_arrays(self, fn: Callable[[Any], Any]) -> SparseGraph:
         """A copy with `fn` applied to every array field."""
@@ -141,7 +153,9 @@ def _check_edges(ops: ArrayOps, where: str, g: SparseGraph, n: int) -> tuple[Arr
         raise ValueError(
             f"{where}: the SparseGraph has num_nodes = {g.num_nodes} but `x` has N = {n} nodes"
         )
-    values = ops.to_numpy(ei)
+    # The range check reads all 2E ids: once per graph and node count (see SparseGraph).
+    checked = f"ids-in-range-{n}"
+    values = None if checked in g._cache else ops.to_numpy(ei)
     if values is not None and values.size:
         lo, hi = int(values.min()), int(values.max())
         if lo < 0:
@@ -152,6 +166,8 @@ def _check_edges(ops: ArrayOps, where: str, g: SparseGraph, n: int) -> tuple[Arr
             raise ValueError(
                 f"{where}: `edge_index` holds node id {hi}, out of range for N = {n} nodes (ids must be in [0, {n}))"
             )
+    if values is not None:
+        g._cache[checked] = True
     row, col = ei[0], ei[1]
     if g.edge_weight is None:
         return row, col, ops.astype(ops.ones_like(row), "float32")

@@ -357,3 +357,22 @@ def test_batch_under_jit_needs_static_sizes() -> None:
                 ).spectral_loss
             )
         )(batch)
+
+
+def test_a_reused_graph_is_checked_again_after_new_edges(backend: str) -> None:
+    """What a graph remembers from its first call (ids checked, torch's CSR index) is
+    dropped when a new edge_index is assigned: the new ids are checked and used."""
+    a = A[0]
+    x, logits = (to_backend(backend, v[0]) for v in (X, LOGITS))
+    g = _graph(backend, a)
+    first = dmon.pool(x, g, logits)
+    g.edge_index = to_backend(backend, EI + 10)
+    with pytest.raises(ValueError, match=r"`edge_index` holds node id 1[0-9], out of range"):
+        dmon.pool(x, g, logits)
+    # A graph with the same edges but a new order: same result as the first call.
+    ei, w = _edges(a)
+    order = np.random.default_rng(0).permutation(ei.shape[1])
+    g.edge_index, g.edge_weight = to_backend(backend, ei[:, order]), to_backend(backend, w[order])
+    again = dmon.pool(x, g, logits)
+    for u, v in zip(first, again, strict=True):
+        assert_close(to_numpy(v), to_numpy(u), "float64")
