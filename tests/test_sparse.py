@@ -213,6 +213,25 @@ def test_tf_function_without_xla_uses_sparse_matmul() -> None:
         assert_close(g, v, "float64")
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_tf_graph_captured_by_tf_function_and_used_eagerly(jit_compile: bool) -> None:
+    """One SparseGraph used eagerly (which caches its indices) and inside a tf.function
+    that captures it, in either order: all equal to the dense path (the cache is neither
+    read nor written while tracing, so no traced tensor escapes its graph)."""
+    tf = require("tensorflow")
+    x, a, logits, _ = random_batch(8, b=1, n=10)
+    want = dmon.pool(x, a, logits)
+    ei, w = _edges(a[0])
+    xt, lt = tf.constant(x[0]), tf.constant(logits[0])
+    for traced_first in (True, False):
+        g = dmon.SparseGraph(tf.constant(ei), tf.constant(w))
+        fn = tf.function(lambda x, lg, g=g: tuple(dmon.pool(x, g, lg)), jit_compile=jit_compile)
+        calls = [lambda fn=fn: fn(xt, lt), lambda g=g: dmon.pool(xt, g, lt)] * 2
+        for call in calls if traced_first else calls[::-1]:
+            for u, v in zip(call()[1:], want[1:], strict=True):
+                assert_close(u, v, "float64")
+
+
 def test_jax_jit_takes_a_sparse_graph_argument() -> None:
     jax = require("jax")
     dense, (x, a, logits, batch) = _block_diagonal(7)
