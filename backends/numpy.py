@@ -8,6 +8,7 @@ from typing import Any
 from dmon.backends._numpy_api import NumpyApiOps
 
 from dmon.constants import SELU_ALPHA, SELU_SCALE
+from dmon.sparse import remembered
 
 
 class NumpyOps(NumpyApiOps):
@@ -67,17 +68,14 @@ class NumpyOps(NumpyApiOps):
         # COO route sorts every row's columns, which costs more than the product.
         # Duplicate entries are summed by the product. The index (row pointer, columns,
         # sort order) is cached on the SparseGraph, as in the torch backend; weights not.
-        key = f"scipy-csr-{n}"
-        index = cache.get(key) if cache is not None else None
-        if index is None:
-            order = None
-            if row.size > 1 and bool(self.np.any(row[1:] < row[:-1])):
-                order = self.np.argsort(row, kind="stable")
-                row, col = row[order], col[order]
-            index = (self.np.searchsorted(row, self.np.arange(n + 1)), col, order)
-            if cache is not None:
-                cache[key] = index
-        indptr, col, order = index
+        def build() -> tuple[Any, Any, Any]:
+            r, c, order = row, col, None
+            if r.size > 1 and bool(self.np.any(r[1:] < r[:-1])):
+                order = self.np.argsort(r, kind="stable")
+                r, c = r[order], c[order]
+            return self.np.searchsorted(r, self.np.arange(n + 1)), c, order
+
+        indptr, col, order = remembered(cache, f"scipy-csr-{n}", build)
         weight = weight if order is None else weight[order]
         return sparse.csr_matrix((weight, col, indptr), shape=(n, n))
 

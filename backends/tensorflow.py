@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from dmon.sparse import remembered
+
 
 class TensorFlowOps:
     name = "tensorflow"
@@ -101,15 +103,11 @@ class TensorFlowOps:
         # ~10x faster than a segment sum outside XLA; differentiable in the values.
         # The (E, 2) int64 indices cost about a quarter of the product to build; cached on
         # the SparseGraph, but only eagerly (a traced tensor must not outlive its graph).
-        key = f"tf-indices-{n}"
-        store = cache if self.tf.executing_eagerly() else None
-        indices = store.get(key) if store is not None else None
-        if indices is None:
-            indices = self.tf.stack(
-                [self.tf.cast(row, "int64"), self.tf.cast(col, "int64")], axis=1
-            )
-            if store is not None:
-                store[key] = indices
+        indices = remembered(
+            cache if self.tf.executing_eagerly() else None,
+            f"tf-indices-{n}",
+            lambda: self.tf.stack([self.tf.cast(row, "int64"), self.tf.cast(col, "int64")], axis=1),
+        )
         # No reorder: the product is a scatter-add and needs no canonical order (a sort
         # per call would cost more than the product).
         return self.tf.SparseTensor(indices, weight, [n, n])

@@ -6,6 +6,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from dmon.sparse import remembered
+
 
 class TorchOps:
     name = "torch"
@@ -100,21 +102,19 @@ class TorchOps:
     ) -> Any:
         if self.torch.compiler.is_compiling():  # inductor has no sparse kernels
             return (row, col, weight, n)
+
         # CSR: ~30x faster than an index_add and ~15x faster than COO spmm on CPU. Built in
         # O(E) (a binary search per row; a stable sort by row only if the rows are
         # unsorted), never through COO's coalesce, which sorts. Duplicates are summed by
         # the product. The index structure is cached on the SparseGraph; weights are not.
-        key = f"torch-csr-{n}-{row.device}"
-        if cache is None or key not in cache:
-            order = None
-            if row.numel() > 1 and not bool((row[1:] >= row[:-1]).all()):
-                order = self.torch.sort(row, stable=True).indices
-                row, col = row[order], col[order]
-            index = _CsrIndex(_crow(self.torch, row, n), row, col, order, n)
-            if cache is not None:
-                cache[key] = index
-        else:
-            index = cache[key]
+        def build() -> _CsrIndex:
+            r, c, order = row, col, None
+            if r.numel() > 1 and not bool((r[1:] >= r[:-1]).all()):
+                order = self.torch.sort(r, stable=True).indices
+                r, c = r[order], c[order]
+            return _CsrIndex(_crow(self.torch, r, n), r, c, order, n)
+
+        index = remembered(cache, f"torch-csr-{n}-{row.device}", build)
         return _Csr(index, weight if index.order is None else weight[index.order])
 
     def spmm(self, matrix: Any, dense: Any) -> Any:

@@ -93,6 +93,19 @@ class SparseGraph:
         return f"SparseGraph(edge_index={tuple(shape)}, weighted={self.edge_weight is not None}, batched={self.batch is not None})"
 
 
+def remembered(cache: dict[str, Any] | None, key: str, build: Callable[[], Any]) -> Any:
+    """`cache[key]`, built by `build()` on first use; just `build()` without a cache.
+
+    For the index structures a backend derives from a `SparseGraph`'s `edge_index` (see
+    `ArrayOps.sparse_matrix`); never for weights.
+    """
+    if cache is None:
+        return build()
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
 class SparseAdjacency(NamedTuple):
     """A sparse adjacency after the boundary: what the core works with."""
 
