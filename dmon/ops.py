@@ -130,7 +130,8 @@ class ArrayOps(Protocol):
         """The form this framework multiplies fastest (CSR in torch and SciPy,
         `SparseTensor` in TensorFlow; the COO triple where only a segment sum compiles).
         Built once per call, at the boundary. `cache` (a `SparseGraph`'s own) may keep
-        index structures (never weights, which may carry gradients) across calls."""
+        index structures (never weights, which may carry gradients) across calls, through
+        `dmon.sparse.remembered`, and only for concrete (not traced) arrays."""
         ...
 
     def spmm(self, matrix: Any, dense: Array) -> Array:
