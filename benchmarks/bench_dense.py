@@ -113,10 +113,10 @@ def main() -> None:
         f"dmon {dmon.__version__}.",
         "",
         "Why dmon is faster: PyTorch Geometric reads the N×N adjacency twice per forward",
-        "(`Sᵀ A S` and a separate degree reduction) and once more in backward; dmon",
-        "computes `A [S | 1]`, which yields `A S` and the degrees in one pass over A, and",
-        "its backward reads A once. The adjacency is the only O(N²) operand, so the",
-        "forward time is close to halved for large N.",
+        "(`Sᵀ A S` and a separate degree reduction); dmon reads it once, in `SᵀA`, which",
+        "gives both `SᵀAS = (SᵀA) S` and `Sᵀd = (SᵀA) 1` (docs/math.md). The adjacency is",
+        "the only O(N²) operand, so the saving grows with N; the rest of the layer (the",
+        "MLP, the softmax, `SᵀX`) costs both the same.",
         "",
     ]
     write_section("dense", "\n".join(lines))
