@@ -188,11 +188,12 @@ def _losses_and_pooled_adj(
 
 
 def _sparse_products(
-    ops: ArrayOps, adj: SparseAdjacency, s: Array
+    ops: ArrayOps, adj: SparseAdjacency, s: Array, stochastic: bool
 ) -> tuple[Array, Array, Array, Array, Array | None]:
     """Per-graph `S` `(B, M, C)`, `SᵀAS`, `Sᵀd`, `2m` and valid-node counts from a flat
     `(N, C)` assignment: one sparse product `A S` over the edges, then the per-graph
-    reductions on the zero-padded batch (`B = 1`, no padding, for one graph)."""
+    reductions on the zero-padded batch (`B = 1`, no padding, for one graph).
+    `stochastic`: the rows of `s` sum to 1 (a softmax), so `2m = Σ_c (Sᵀd)_c`."""
     c = ops.shape(s)[-1]
     # A [S | 1] = [AS | d]: the degrees come out of the same pass over the edges as A S,
     # and one (C, M) x (M, C + 1) product per graph then gives [SᵀAS | Sᵀd] (no slices of
@@ -201,8 +202,9 @@ def _sparse_products(
     s_p = pad(ops, adj, s)
     both = ops.matmul(ops.transpose(s_p), prod)  # (B, C, C + 1)
     out_adj, s_d = both[..., :c], both[..., c]
-    # From the degrees, not Σ Sᵀd: spectral_loss takes any `s`, rows need not sum to 1.
-    two_m = ops.sum(prod[..., c], axis=-1)
+    # As in the dense path: from Sᵀd when the rows of S sum to 1 (no backward through a
+    # column of the (N, C + 1) product), else from the degrees (spectral_loss takes any s).
+    two_m = ops.sum(s_d, axis=-1) if stochastic else ops.sum(prod[..., c], axis=-1)
     n_valid = (
         None if adj.batch is None else ops.sum(pad(ops, adj, ops.ones_like(s[:, :1])), axis=(1, 2))
     )
@@ -236,7 +238,7 @@ def _sparse_inputs(
 def _pool_sparse(ops: ArrayOps, args: dict[str, Any]) -> DMoNOutput:
     a, adj, dtype, compute = _sparse_inputs(ops, "dmon.pool", args, ("x", "logits"))
     s = ops.softmax(a["logits"])
-    s_p, out_adj, s_d, two_m, n_valid = _sparse_products(ops, adj, s)
+    s_p, out_adj, s_d, two_m, n_valid = _sparse_products(ops, adj, s, stochastic=True)
     out_x = ops.selu(ops.matmul(ops.transpose(s_p), pad(ops, adj, a["x"])))
     losses, out_adj = _losses_and_pooled_adj(ops, s_p, out_adj, s_d, two_m, n_valid)
     if compute != dtype:
@@ -274,7 +276,7 @@ def spectral_loss(
     ops, args = resolve({"adj": adj, "s": s, "mask": mask}, backend)
     if is_sparse(ops, args["adj"]):
         a, sp, _, _ = _sparse_inputs(ops, "dmon.spectral_loss", args, ("s",))
-        _, out_adj, s_d, two_m, _ = _sparse_products(ops, sp, a["s"])
+        _, out_adj, s_d, two_m, _ = _sparse_products(ops, sp, a["s"], stochastic=False)
         return ops.mean(_spectral_per_graph(ops, out_adj, s_d, two_m))
     ops, a = _assignments("dmon.spectral_loss", args, None)
     out_adj, s_d = _coarsen(ops, a["adj"], a["s"])

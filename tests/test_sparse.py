@@ -395,3 +395,17 @@ def test_a_reused_graph_is_checked_again_after_new_edges(backend: str) -> None:
     again = dmon.pool(x, g, logits)
     for u, v in zip(first, again, strict=True):
         assert_close(to_numpy(v), to_numpy(u), "float64")
+
+
+def test_sparse_spectral_loss_of_any_assignment(backend: str) -> None:
+    """`spectral_loss` takes any `s` (rows need not sum to 1: a partial or scaled
+    assignment), so 2m must come from the degrees, not from Σ Sᵀd. Checked against the
+    formula written out in NumPy."""
+    rng = np.random.default_rng(11)
+    a = A[0]
+    s = rng.random((a.shape[0], 3)) * (rng.random((a.shape[0], 1)) < 0.6)  # rows: 0 or ≠ 1
+    d = a.sum(1)
+    two_m = d.sum()
+    want = -(np.trace(s.T @ a @ s) - np.sum((s.T @ d) ** 2) / two_m) / two_m
+    got = dmon.spectral_loss(_graph(backend, a), to_backend(backend, s))
+    assert_close(got, np.asarray(want), "float64")
