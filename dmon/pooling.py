@@ -206,7 +206,9 @@ def _sparse_products(
     # column of the (N, C + 1) product), else from the degrees (spectral_loss takes any s).
     two_m = ops.sum(s_d, axis=-1) if stochastic else ops.sum(prod[..., c], axis=-1)
     n_valid = (
-        None if adj.batch is None else ops.sum(pad(ops, adj, ops.ones_like(s[:, :1])), axis=(1, 2))
+        None
+        if adj.batch is None
+        else ops.segment_sum(ops.ones_like(s[:, 0]), adj.batch, adj.num_graphs)
     )
     return s_p, out_adj, s_d, two_m, n_valid
 

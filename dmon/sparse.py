@@ -112,6 +112,10 @@ class SparseAdjacency(NamedTuple):
     matrix: Any
     """The backend's spmm form (`ops.sparse_matrix`)."""
     batch: Array | None
+    """`(N,)` graph id of each node; `None` for one graph."""
+    slots: Array | None
+    """`(N,)` each node's row in the flat `(B·M, ·)` padded batch (`batch·M + position`),
+    computed once here for every `pad` of the call; `None` for one graph."""
     num_graphs: int
     max_nodes: int
 
@@ -122,20 +126,20 @@ def is_sparse(ops: ArrayOps, adj: object) -> bool:
 
 def to_adjacency(ops: ArrayOps, where: str, adj: Any, n: int, dtype: str) -> SparseAdjacency:
     """Check a `SparseGraph` or native sparse matrix against `n` nodes and convert it."""
-    batch = None
-    num_graphs: int | None = 1
-    max_nodes: int | None = n
+    batch = slots = None
+    num_graphs, max_nodes = 1, n
     row, col, weight = edges(ops, where, adj, n)
     if isinstance(adj, SparseGraph) and adj.batch is not None:
         batch, num_graphs, max_nodes = _check_batch(ops, where, adj, n)
+        # position of each node within its graph: its index minus its graph's first index
+        counts = ops.segment_sum(ops.ones_like(batch), batch, num_graphs)
+        starts = ops.cumsum(counts) - counts
+        position = ops.arange(n, like=batch) - ops.take(starts, batch)
+        slots = batch * max_nodes + position
     weight = ops.astype(weight, dtype)
     cache = adj._cache if isinstance(adj, SparseGraph) else None
-    assert num_graphs is not None and max_nodes is not None
     return SparseAdjacency(
-        ops.sparse_matrix(row, col, weight, n, cache),
-        batch,
-        num_graphs,
-        max_nodes,
+        ops.sparse_matrix(row, col, weight, n, cache), batch, slots, num_graphs, max_nodes
     )
 
 
@@ -237,11 +241,7 @@ def _check_batch(ops: ArrayOps, where: str, g: SparseGraph, n: int) -> tuple[Arr
 def pad(ops: ArrayOps, adj: SparseAdjacency, values: Array) -> Array:
     """`(N, K)` node values → `(B, M, K)` zero-padded per graph (PyG's `to_dense_batch`)."""
     k = ops.shape(values)[-1]
-    if adj.batch is None:
+    if adj.slots is None:
         return ops.expand_dims(values, 0)
-    batch = adj.batch
-    counts = ops.segment_sum(ops.ones_like(batch), batch, adj.num_graphs)
-    starts = ops.cumsum(counts) - counts
-    position = ops.arange(ops.shape(batch)[0], like=batch) - ops.take(starts, batch)  # type: ignore[arg-type]
-    flat = ops.segment_sum(values, batch * adj.max_nodes + position, adj.num_graphs * adj.max_nodes)
+    flat = ops.segment_sum(values, adj.slots, adj.num_graphs * adj.max_nodes)
     return ops.reshape(flat, (adj.num_graphs, adj.max_nodes, k))  # type: ignore[arg-type]
