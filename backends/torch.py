@@ -108,7 +108,9 @@ class TorchOps:
         # unsorted), never through COO's coalesce, which sorts. Duplicates are summed by
         # the product. The index structure is cached on the SparseGraph; weights are not.
         def build() -> _CsrIndex:
-            r, c, order = row, col, None
+            # contiguous: edge_index[0] is a strided view, and searchsorted would copy it
+            # (with a warning to the user) on every search otherwise
+            r, c, order = row.contiguous(), col.contiguous(), None
             if r.numel() > 1 and not bool((r[1:] >= r[:-1]).all()):
                 order = self.torch.sort(r, stable=True).indices
                 r, c = r[order], c[order]
