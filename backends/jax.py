@@ -50,12 +50,12 @@ class JaxOps(NumpyApiOps):
         sparse = sys.modules.get("jax.experimental.sparse")
         return sparse is not None and isinstance(x, sparse.BCOO)
 
-    def sparse_coo(self, x: Any) -> tuple[Any, Any, Any, int]:
+    def sparse_coo(self, x: Any) -> tuple[Any, Any, Any, tuple[int, ...]]:
         if x.n_batch or x.n_dense:
             raise ValueError(
                 f"dmon: a BCOO adjacency must have n_batch=0 and n_dense=0; got {x.n_batch}, {x.n_dense}"
             )
-        return x.indices[:, 0], x.indices[:, 1], x.data, int(x.shape[0])
+        return x.indices[:, 0], x.indices[:, 1], x.data, tuple(x.shape)
 
     def sparse_matrix(
         self, row: Any, col: Any, weight: Any, n: int, cache: dict[str, Any] | None = None
@@ -87,7 +87,7 @@ def _register_pytree(jax: Any) -> None:
     global _registered
     if _registered:
         return
-    from dmon.sparse import SparseGraph
+    from dmon.sparse_graph import SparseGraph
 
     def flatten(g: SparseGraph) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         return (g.edge_index, g.edge_weight, g.batch), (g.num_graphs, g.max_num_nodes, g.num_nodes)

@@ -8,7 +8,7 @@ from typing import Any
 from dmon.backends._numpy_api import NumpyApiOps
 
 from dmon.constants import SELU_ALPHA, SELU_SCALE
-from dmon.sparse import remembered
+from dmon.sparse_graph import remembered
 
 
 class NumpyOps(NumpyApiOps):
@@ -50,13 +50,13 @@ class NumpyOps(NumpyApiOps):
         sparse = sys.modules.get("scipy.sparse")
         return sparse is not None and bool(sparse.issparse(x))
 
-    def sparse_coo(self, x: Any) -> tuple[Any, Any, Any, int]:
+    def sparse_coo(self, x: Any) -> tuple[Any, Any, Any, tuple[int, ...]]:
         coo = x.tocoo()
         return (
             coo.row.astype(self.np.int64),
             coo.col.astype(self.np.int64),
             coo.data,
-            int(x.shape[0]),
+            tuple(int(d) for d in x.shape),
         )
 
     def sparse_matrix(

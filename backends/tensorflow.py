@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dmon.sparse import remembered
+from dmon.sparse_graph import remembered
 
 
 class TensorFlowOps:
@@ -87,12 +87,14 @@ class TensorFlowOps:
     def is_sparse(self, x: object) -> bool:
         return isinstance(x, self.tf.SparseTensor)
 
-    def sparse_coo(self, x: Any) -> tuple[Any, Any, Any, int]:
+    def sparse_coo(self, x: Any) -> tuple[Any, Any, Any, tuple[int, ...]]:
         return (
             x.indices[:, 0],
             x.indices[:, 1],
             x.values,
-            int(x.dense_shape[0]) if x.shape[0] is None else int(x.shape[0]),
+            tuple(
+                int(x.dense_shape[i]) if x.shape[i] is None else int(x.shape[i]) for i in range(2)
+            ),
         )
 
     def sparse_matrix(

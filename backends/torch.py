@@ -6,7 +6,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from dmon.sparse import remembered
+from dmon.sparse_graph import remembered
 
 
 class TorchOps:
@@ -87,15 +87,15 @@ class TorchOps:
             self.torch.sparse_csr,
         )
 
-    def sparse_coo(self, x: Any) -> tuple[Any, Any, Any, int]:
+    def sparse_coo(self, x: Any) -> tuple[Any, Any, Any, tuple[int, ...]]:
         if x.layout == self.torch.sparse_csr:
             crow, col = x.crow_indices(), x.col_indices()
             row = self.torch.repeat_interleave(
                 self.torch.arange(x.shape[0], device=x.device), crow.diff()
             )
-            return row, col.long(), x.values(), int(x.shape[0])
+            return row, col.long(), x.values(), tuple(x.shape)
         x = x.coalesce()
-        return x.indices()[0], x.indices()[1], x.values(), int(x.shape[0])
+        return x.indices()[0], x.indices()[1], x.values(), tuple(x.shape)
 
     def sparse_matrix(
         self, row: Any, col: Any, weight: Any, n: int, cache: dict[str, Any] | None = None
@@ -146,7 +146,9 @@ class TorchOps:
     def to_numpy(self, x: Any) -> Any:
         if self.torch.compiler.is_compiling():
             return None
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        # NumPy has no bfloat16: read half precision as float32
+        return (x.float() if x.dtype in (self.torch.bfloat16, self.torch.float16) else x).numpy()
 
 
 class _CsrIndex:

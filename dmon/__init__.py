@@ -8,7 +8,7 @@ from the type of its input arrays (see `dmon.ops`).
 from dmon.graph import gcn_normalize, gcn_normalize_sparse, spmm
 from dmon.ops import available_backends, get_backend
 from dmon.pooling import DMoNOutput, cluster_loss, orthogonality_loss, pool, spectral_loss
-from dmon.sparse import SparseGraph
+from dmon.sparse_graph import SparseGraph
 
 __version__ = "0.1.0"
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
-from dmon.ops import HALF, Array, resolve
-from dmon.sparse import SparseGraph, edges, to_adjacency
-from dmon.validation import prepare
+from dmon.dispatch import resolve
+from dmon.ops import FLOATING, HALF, Array
+from dmon.sparse import edges, to_adjacency
+from dmon.sparse_graph import SparseGraph
+from dmon.validation import fmt_shape, prepare
 
 
 def gcn_normalize(adj: Array, *, add_self_loops: bool = True, backend: str | None = None) -> Array:
@@ -25,14 +28,15 @@ def gcn_normalize(adj: Array, *, add_self_loops: bool = True, backend: str | Non
         The normalised adjacency, same shape and dtype as `adj` (half precision is
         computed in float32).
     """
-    ops, args = resolve({"adj": adj}, backend)
+    ops, args = resolve("dmon.gcn_normalize", {"adj": adj}, backend, required=("adj",))
     batch = prepare(ops, "dmon.gcn_normalize", adj=args["adj"])
     a = batch.arrays["adj"]
     if add_self_loops:
         a = a + ops.eye(ops.shape(a)[-1], like=a)  # type: ignore[arg-type]
     deg = ops.sum(a, axis=-1)
-    ok = deg > 0
-    inv_sqrt = ops.where(ok, 1.0 / ops.sqrt(ops.where(ok, deg, 1.0)), 0.0)
+    # guard the degenerate case itself: a NaN or negative degree must not become 0
+    zero = deg == 0
+    inv_sqrt = ops.where(zero, 0.0, 1.0 / ops.sqrt(ops.where(zero, 1.0, deg)))
     out = a * ops.expand_dims(inv_sqrt, -1) * ops.expand_dims(inv_sqrt, -2)
     if len(ops.shape(args["adj"])) == 2:  # one graph in, one graph out
         out = out[0]
@@ -54,9 +58,17 @@ def gcn_normalize_sparse(
             an unweighted graph). Half precision is computed in float32.
         backend: override the backend chosen by input type.
     """
-    ops, args = resolve({"adj": adj}, backend)
+    where = "dmon.gcn_normalize_sparse"
+    try:
+        n = operator.index(num_nodes) if not isinstance(num_nodes, bool) else -1
+    except TypeError:
+        n = -1
+    if n < 0:
+        raise ValueError(f"{where}: `num_nodes` must be an int >= 0; got {num_nodes!r}")
+    num_nodes = n
+    ops, args = resolve(where, {"adj": adj}, backend, required=("adj",))
     g = args["adj"]
-    row, col, weight = edges(ops, "dmon.gcn_normalize_sparse", g, num_nodes)
+    row, col, weight = edges(ops, where, g, num_nodes)
     if dtype is not None:
         weight = ops.astype(weight, dtype)
     if ops.dtype_name(weight) in HALF:
@@ -83,9 +95,15 @@ def spmm(adj: Any, dense: Array, *, backend: str | None = None) -> Array:
         dense: `(N, K)` floating array.
         backend: override the backend chosen by input type.
     """
-    ops, args = resolve({"adj": adj, "dense": dense}, backend)
+    ops, args = resolve(
+        "dmon.spmm", {"adj": adj, "dense": dense}, backend, required=("adj", "dense")
+    )
     shape = ops.shape(args["dense"])
     if len(shape) != 2 or shape[0] is None:
-        raise ValueError(f"dmon.spmm: `dense` must have shape (N, K); got {shape}")
+        raise ValueError(f"dmon.spmm: `dense` must have shape (N, K); got shape {fmt_shape(shape)}")
+    if ops.dtype_name(args["dense"]) not in FLOATING:
+        raise TypeError(
+            f"dmon.spmm: `dense` must be floating; got dtype {ops.dtype_name(args['dense'])}"
+        )
     a = to_adjacency(ops, "dmon.spmm", args["adj"], shape[0], ops.dtype_name(args["dense"]))
     return ops.spmm(a.matrix, args["dense"])

@@ -119,9 +119,9 @@ class ArrayOps(Protocol):
         `tf.SparseTensor`, JAX `BCOO`, `scipy.sparse`)."""
         ...
 
-    def sparse_coo(self, x: Any) -> tuple[Array, Array, Array, int]:
-        """`(row, col, weight, n)` of a native sparse `(n, n)` matrix; differentiable in
-        `weight` where the framework allows."""
+    def sparse_coo(self, x: Any) -> tuple[Array, Array, Array, tuple[int, ...]]:
+        """`(row, col, weight, shape)` of a native sparse matrix (checked to be square
+        by the caller); differentiable in `weight` where the framework allows."""
         ...
 
     def sparse_matrix(
@@ -131,7 +131,7 @@ class ArrayOps(Protocol):
         `SparseTensor` in TensorFlow; the COO triple where only a segment sum compiles).
         Built once per call, at the boundary. `cache` (a `SparseGraph`'s own) may keep
         index structures (never weights, which may carry gradients) across calls, through
-        `dmon.sparse.remembered`, and only for concrete (not traced) arrays."""
+        `dmon.sparse_graph.remembered`, and only for concrete (not traced) arrays."""
         ...
 
     def spmm(self, matrix: Any, dense: Array) -> Array:
@@ -177,7 +177,7 @@ _instances: dict[str, ArrayOps] = {}
 _type_cache: dict[type, ArrayOps] = {}
 
 
-def _type_name(x: object) -> str:
+def type_name(x: object) -> str:
     t = type(x)
     return f"{t.__module__}.{t.__qualname__}"
 
@@ -220,7 +220,7 @@ def get_backend(x: object) -> ArrayOps:
             _type_cache[t] = ops
             return ops
     raise TypeError(
-        f"dmon cannot handle an input of type {_type_name(x)}; expected a numpy.ndarray, "
+        f"dmon cannot handle an input of type {type_name(x)}; expected a numpy.ndarray, "
         "torch.Tensor, tf.Tensor or jax.Array (or a sparse matrix of one of them, or scipy.sparse)"
     )
 
@@ -228,58 +228,3 @@ def get_backend(x: object) -> ArrayOps:
 def available_backends() -> list[str]:
     """Names of the backends whose framework is installed (without importing it)."""
     return [n for n, fw in _BACKENDS.items() if importlib.util.find_spec(fw) is not None]
-
-
-def resolve(
-    arrays: dict[str, object], backend: str | None = None
-) -> tuple[ArrayOps, dict[str, Any]]:
-    """Pick the backend for a call and return it with the arrays in its framework.
-
-    `arrays` maps argument names to inputs (`None` entries are passed through).
-    Without `backend`, all inputs must belong to one framework; with it, every input is
-    converted to that framework.
-
-    Raises:
-        TypeError: inputs of two frameworks and no `backend`; the message names both.
-    """
-    # a dmon.SparseGraph dispatches on its edge_index
-    given = {k: getattr(v, "edge_index", v) for k, v in arrays.items() if v is not None}
-    if not given:
-        raise TypeError("dmon needs at least one array input")
-    if backend is not None:
-        ops = backend_by_name(backend)
-        out = {k: (_convert(ops, v) if v is not None else None) for k, v in arrays.items()}
-        return ops, out
-    chosen: tuple[str, ArrayOps] | None = None
-    for key, value in given.items():
-        ops = get_backend(value)
-        if chosen is None:
-            chosen = (key, ops)
-        elif ops is not chosen[1]:
-            first = chosen[0]
-            raise TypeError(
-                f"inputs come from different frameworks: `{first}` is "
-                f"{_type_name(given[first])} but `{key}` is {_type_name(value)}; pass "
-                "arrays of one framework, or backend=... to convert them"
-            )
-    assert chosen is not None
-    return chosen[1], dict(arrays)
-
-
-def _convert(ops: ArrayOps, value: Any) -> Any:
-    if hasattr(value, "edge_index"):  # dmon.SparseGraph: convert its arrays
-        return value.map_arrays(ops.asarray)
-    if not ops.is_sparse(value) and hasattr(value, "tocoo"):  # scipy.sparse to another backend
-        coo = value.tocoo()
-        from dmon.sparse import SparseGraph
-
-        return SparseGraph(
-            ops.asarray(_stack(coo.row, coo.col)), ops.asarray(coo.data), num_nodes=coo.shape[0]
-        )
-    return ops.asarray(value)
-
-
-def _stack(row: Any, col: Any) -> Any:
-    import numpy
-
-    return numpy.stack([row, col]).astype(numpy.int64)

@@ -13,9 +13,10 @@ import math
 from typing import Any, NamedTuple
 
 from dmon.constants import EPS
-from dmon.ops import Array, ArrayOps, resolve
+from dmon.dispatch import resolve
+from dmon.ops import Array, ArrayOps
 from dmon.sparse import SparseAdjacency, is_sparse, pad, to_adjacency
-from dmon.validation import prepare
+from dmon.validation import check_non_negative, fmt_shape, prepare
 
 
 class DMoNOutput(NamedTuple):
@@ -39,44 +40,62 @@ class DMoNOutput(NamedTuple):
 
 
 def _safe_div(ops: ArrayOps, num: Array, den: Array) -> Array:
-    """`num / den` where `den > 0`, else 0; the gradient is finite everywhere.
+    """`num / den`, and 0 where `den == 0`; the gradient is finite there too.
 
-    The inner `where` keeps the unused branch from producing inf/NaN, which would leak
-    into the gradient of the outer one (the "double where" trick).
+    The guard tests the degenerate case itself (`den == 0`), not `den > 0`, which would
+    also turn a NaN or negative `den` into a plausible 0. The inner `where` keeps the
+    unused branch from producing inf/NaN, which would leak into the gradient of the outer
+    one (the "double where" trick).
     """
-    ok = den > 0
-    return ops.where(ok, num / ops.where(ok, den, 1.0), 0.0)
+    zero = den == 0
+    return ops.where(zero, 0.0, num / ops.where(zero, 1.0, den))
 
 
 def _safe_sqrt(ops: ArrayOps, v: Array) -> Array:
-    """`sqrt(v)` for `v > 0`, else 0, with gradient 0 (not inf) at 0, as torch.norm."""
-    ok = v > 0
-    return ops.where(ok, ops.sqrt(ops.where(ok, v, 1.0)), 0.0)
+    """`sqrt(v)`, and 0 with gradient 0 (not inf) at `v == 0`, as torch.norm. NaN stays
+    NaN."""
+    zero = v == 0
+    return ops.where(zero, 0.0, ops.sqrt(ops.where(zero, 1.0, v)))
 
 
 def _frobenius(ops: ArrayOps, v: Array, axis: int | tuple[int, ...]) -> Array:
     return _safe_sqrt(ops, ops.sum(v * v, axis=axis))
 
 
+def _any_negative(ops: ArrayOps, v: Array) -> Array:
+    """`(B,)` whether any entry of a graph's `(B, K)` degrees or volumes is negative."""
+    return ops.sum(ops.where(v < 0, v, 0.0), axis=-1) < 0
+
+
 # --- the pieces, per graph (B,) -------------------------------------------------------
 
 
-def _coarsen(ops: ArrayOps, adj: Array, s: Array) -> tuple[Array, Array]:
-    """`SᵀAS` and `Sᵀd` from one pass over A.
+def _coarsen(ops: ArrayOps, adj: Array, s: Array) -> tuple[Array, Array, Array]:
+    """`SᵀAS`, `Sᵀd` and the column degrees `Σᵢ mᵢ A_ij` from one pass over A.
 
     With `d = (A 1) ⊙ M` and `S` already masked, `Sᵀd = (SᵀA) 1`: the degrees are
     never formed, so A is read once (PyTorch Geometric reads it a second time for a row
     sum). `SᵀA` is also the product the CPU BLAS runs fastest (see docs/benchmarks.md).
+    The column degrees (`Σ_c (SᵀA)_cj`, `O(B·C·N)`) serve only the eager check for
+    negative weights, which may not read A again.
     """
     s_t_a = ops.matmul(ops.transpose(s), adj)  # (B, C, N)
-    return ops.matmul(s_t_a, s), ops.sum(s_t_a, axis=-1)
+    return ops.matmul(s_t_a, s), ops.sum(s_t_a, axis=-1), ops.sum(s_t_a, axis=1)
 
 
-def _spectral_per_graph(ops: ArrayOps, out_adj: Array, s_d: Array, two_m: Array) -> Array:
-    """`-(Tr(SᵀAS) - ‖Sᵀd‖² / 2m) / 2m`, and 0 for a graph with no edges (`m = 0`)."""
+def _spectral_per_graph(
+    ops: ArrayOps, out_adj: Array, s_d: Array, two_m: Array, negative: Array
+) -> Array:
+    """`-(Tr(SᵀAS)/2m - Σ_c ((Sᵀd)_c / 2m)²)`: the paper's `-(Tr(SᵀAS) - ‖Sᵀd‖²/2m)/2m`
+    with every term divided by `2m` before it is squared or summed, so that the loss is
+    as scale-invariant in floating point as it is in exact arithmetic (float32 weights of
+    1e-30 or 1e20 neither underflow nor overflow). 0 for a graph with no edges
+    (`2m = 0`); NaN for a graph with negative degrees (`negative`, `(B,)`), whose
+    modularity is undefined."""
     trace = ops.sum(ops.diagonal(out_adj), axis=-1)
-    expected = _safe_div(ops, ops.sum(s_d * s_d, axis=-1), two_m)
-    return -_safe_div(ops, trace - expected, two_m)
+    share = _safe_div(ops, s_d, ops.expand_dims(two_m, -1))  # (B, C): vol_c / 2m
+    loss = ops.sum(share * share, axis=-1) - _safe_div(ops, trace, two_m)
+    return ops.where(negative, float("nan"), loss)
 
 
 def _ortho_per_graph(ops: ArrayOps, s: Array, n_valid: Array | None) -> Array:
@@ -95,14 +114,20 @@ def _cluster_per_graph(ops: ArrayOps, s: Array, n_valid: Array | None) -> Array:
     with no valid node."""
     c = ops.shape(s)[-1]
     sizes = _frobenius(ops, ops.sum(s, axis=1), -1)
-    if n_valid is None:  # no mask: every graph has N > 0 nodes, known statically
+    if n_valid is None:  # every graph has the same N > 0 nodes, known statically
         return sizes * (math.sqrt(c) / ops.shape(s)[1]) - 1.0  # type: ignore[arg-type, operator]
     return ops.where(n_valid > 0, _safe_div(ops, sizes * math.sqrt(c), n_valid) - 1.0, 0.0)  # type: ignore[arg-type]
 
 
-def _n_valid(ops: ArrayOps, mask: Array | None) -> Array | None:
-    """`(B,)` number of valid nodes per graph; `None` without a mask (all `N`)."""
-    return None if mask is None else ops.sum(mask, axis=(1, 2))
+def _n_valid(ops: ArrayOps, s: Array, mask: Array | None) -> Array | None:
+    """`(B,)` number of valid nodes per graph; `None` when every graph has all its `N`
+    nodes and `N > 0` is known statically (the common case, no per-graph guard needed)."""
+    if mask is not None:
+        return ops.sum(ops.astype(mask, ops.dtype_name(s)), axis=(1, 2))
+    n = ops.shape(s)[1]
+    if n is not None and n > 0:
+        return None
+    return ops.sum(ops.ones_like(s[..., 0]), axis=-1)  # N = 0 (or unknown): count
 
 
 def _normalized_pooled_adj(ops: ArrayOps, out_adj: Array) -> Array:
@@ -112,6 +137,12 @@ def _normalized_pooled_adj(ops: ArrayOps, out_adj: Array) -> Array:
     out_adj = out_adj * (1.0 - ops.eye(c, like=out_adj))  # type: ignore[arg-type]
     root = _safe_sqrt(ops, ops.sum(out_adj, axis=-1)) + EPS  # (B, C)
     return (out_adj / ops.expand_dims(root, 1)) / ops.expand_dims(root, 2)
+
+
+def _select(ops: ArrayOps, mask: Array | None, v: Array) -> Array:
+    """`v` on valid nodes, 0 on masked ones. A mask selects, it does not multiply:
+    `0 * NaN` would let NaN padding through."""
+    return v if mask is None else ops.where(mask, v, 0.0)
 
 
 # --- public API ----------------------------------------------------------------------
@@ -131,8 +162,14 @@ def pool(
     `A' = D^-1/2 offdiag(SᵀAS) D^-1/2` (with `D` the row sums of `offdiag(SᵀAS)`) and the
     three losses of `DMoNOutput` (each the mean over the batch), exactly as
     `torch_geometric.nn.DMoNPooling.forward` after its MLP, except that the cluster loss
-    divides by each graph's own node count, and degenerate graphs (no edges, or no valid
-    node) give finite values and gradients: every loss of such a graph is 0.
+    divides by each graph's own node count, and degenerate graphs (no edges, no valid
+    node, `N = 0`) give finite values and gradients: every loss of such a graph is 0.
+
+    Masked-out rows of `x` and `logits` are never read (NaN padding stays out of every
+    output). NaN or Inf in the valid part of the inputs comes back as NaN, never as a
+    finite loss. Negative edge weights raise `ValueError` when the values are known
+    (eager); under `jit`/`tf.function`/`torch.compile` such a graph's spectral loss is
+    NaN (see docs/reliability.md).
 
     Args:
         x: `(B, N, F)` or `(N, F)` node features.
@@ -153,44 +190,80 @@ def pool(
         caller's framework, device and dtype; always batched (`B = 1` for 2-D input).
         For float16/bfloat16 input the work is done in float32; `s`, `x`, `adj` come
         back in the input dtype and the losses stay float32.
+
+    Raises:
+        TypeError: a missing (`None`) or non-array input, inputs of two frameworks,
+            non-floating `x`/`adj`/`logits`.
+        ValueError: shapes that do not fit together, out-of-range or cross-graph edges
+            of a `SparseGraph`, negative edge weights (eager).
     """
-    ops, args = resolve({"x": x, "adj": adj, "logits": logits, "mask": mask}, backend)
+    where = "dmon.pool"
+    ops, args = resolve(
+        where,
+        {"x": x, "adj": adj, "logits": logits, "mask": mask},
+        backend,
+        required=("x", "adj", "logits"),
+    )
     if is_sparse(ops, args["adj"]):
         return _pool_sparse(ops, args)
-    batch = prepare(ops, "dmon.pool", **args)
+    batch = prepare(ops, where, **args)
     a = batch.arrays
     mask_ = a.get("mask")
-    s = ops.softmax(a["logits"])
-    xs = a["x"]
-    if mask_ is not None:
-        s, xs = s * mask_, xs * mask_
+    s = _select(ops, mask_, ops.softmax(_select(ops, mask_, a["logits"])))
+    xs = _select(ops, mask_, a["x"])
 
-    out_adj, s_d = _coarsen(ops, a["adj"], s)
+    out_adj, s_d, col_degrees = _coarsen(ops, a["adj"], s)
     out_x = ops.selu(ops.matmul(ops.transpose(s), xs))
     # Each row of S sums to its mask value (softmax, then the 0/1 mask), so
     # 2m = Σᵢ mᵢ dᵢ = Σ_c (Sᵀd)_c: no second pass over A for the degrees.
     two_m = ops.sum(s_d, axis=-1)
-    losses, out_adj = _losses_and_pooled_adj(ops, s, out_adj, s_d, two_m, _n_valid(ops, mask_))
+    # S ≥ 0, so a negative cluster volume (Sᵀd)_c means a negative degree: checked here,
+    # from what is already computed, instead of by a pass over A.
+    check_non_negative(ops, where, "adj", s_d, col_degrees)
+    losses, out_adj = _losses_and_pooled_adj(
+        ops, s, out_adj, s_d, two_m, _any_negative(ops, s_d), _n_valid(ops, s, mask_)
+    )
     if batch.compute_dtype != batch.dtype:
         s, out_x, out_adj = (ops.astype(v, batch.dtype) for v in (s, out_x, out_adj))
     return DMoNOutput(s, out_x, out_adj, *losses)
 
 
 def _losses_and_pooled_adj(
-    ops: ArrayOps, s: Array, out_adj: Array, s_d: Array, two_m: Array, n_valid: Array | None
+    ops: ArrayOps,
+    s: Array,
+    out_adj: Array,
+    s_d: Array,
+    two_m: Array,
+    negative: Array,
+    n_valid: Array | None,
 ) -> tuple[tuple[Array, Array, Array], Array]:
     """The three batch-mean losses and the normalised pooled adjacency, from the
     per-graph products (`s` `(B, N, C)`, `out_adj = SᵀAS`, `s_d = Sᵀd`, `2m`)."""
-    spectral = ops.mean(_spectral_per_graph(ops, out_adj, s_d, two_m))
+    spectral = ops.mean(_spectral_per_graph(ops, out_adj, s_d, two_m, negative))
     ortho = ops.mean(_ortho_per_graph(ops, s, n_valid))
     cluster = ops.mean(_cluster_per_graph(ops, s, n_valid))
     return (spectral, ortho, cluster), _normalized_pooled_adj(ops, out_adj)
 
 
+class _SparseProducts(NamedTuple):
+    s: Array
+    """`(B, M, C)` the assignment, zero-padded per graph."""
+    out_adj: Array
+    """`(B, C, C)` `SᵀAS`."""
+    s_d: Array
+    """`(B, C)` `Sᵀd`."""
+    two_m: Array
+    """`(B,)` `2m`."""
+    degrees: Array
+    """`(B, M)` the node degrees `A 1`, padded."""
+    n_valid: Array | None
+    """`(B,)` nodes per graph (`None` for one graph)."""
+
+
 def _sparse_products(
     ops: ArrayOps, adj: SparseAdjacency, s: Array, stochastic: bool
-) -> tuple[Array, Array, Array, Array, Array | None]:
-    """Per-graph `S` `(B, M, C)`, `SᵀAS`, `Sᵀd`, `2m` and valid-node counts from a flat
+) -> _SparseProducts:
+    """Per-graph `S`, `SᵀAS`, `Sᵀd`, `2m`, degrees and valid-node counts from a flat
     `(N, C)` assignment: one sparse product `A S` over the edges, then the per-graph
     reductions on the zero-padded batch (`B = 1`, no padding, for one graph).
     `stochastic`: the rows of `s` sum to 1 (a softmax), so `2m = Σ_c (Sᵀd)_c`."""
@@ -201,16 +274,16 @@ def _sparse_products(
     prod = pad(ops, adj, ops.spmm(adj.matrix, ops.concat([s, ops.ones_like(s[:, :1])], axis=-1)))
     s_p = pad(ops, adj, s)
     both = ops.matmul(ops.transpose(s_p), prod)  # (B, C, C + 1)
-    out_adj, s_d = both[..., :c], both[..., c]
+    out_adj, s_d, degrees = both[..., :c], both[..., c], prod[..., c]
     # As in the dense path: from Sᵀd when the rows of S sum to 1 (no backward through a
     # column of the (N, C + 1) product), else from the degrees (spectral_loss takes any s).
-    two_m = ops.sum(s_d, axis=-1) if stochastic else ops.sum(prod[..., c], axis=-1)
+    two_m = ops.sum(s_d, axis=-1) if stochastic else ops.sum(degrees, axis=-1)
     n_valid = (
-        None
+        _n_valid(ops, s_p, None)
         if adj.batch is None
         else ops.segment_sum(ops.ones_like(s[:, 0]), adj.batch, adj.num_graphs)
     )
-    return s_p, out_adj, s_d, two_m, n_valid
+    return _SparseProducts(s_p, out_adj, s_d, two_m, degrees, n_valid)
 
 
 def _sparse_inputs(
@@ -227,22 +300,29 @@ def _sparse_inputs(
         shape = ops.shape(args[key])
         if len(shape) != 2:
             raise ValueError(
-                f"{where}: with a sparse `adj`, `{key}` must be node-level (N, ·), as in PyG; got shape {shape}"
+                f"{where}: with a sparse `adj`, `{key}` must be node-level (N, ·), as in PyG; got shape {fmt_shape(shape)}"
             )
     batch = prepare(ops, where, **{k: args[k] for k in keys})
     arrays = {k: v[0] for k, v in batch.arrays.items()}
     n = ops.shape(arrays[keys[0]])[0]
-    assert n is not None
-    adj = to_adjacency(ops, where, args["adj"], n, batch.compute_dtype)
+    if n is None:
+        raise ValueError(
+            f"{where}: with a sparse `adj`, the node count N (first axis of `{keys[0]}`) must be known statically"
+        )
+    adj = to_adjacency(ops, where, args["adj"], n, batch.compute_dtype, non_negative=True)
     return arrays, adj, batch.dtype, batch.compute_dtype
 
 
 def _pool_sparse(ops: ArrayOps, args: dict[str, Any]) -> DMoNOutput:
-    a, adj, dtype, compute = _sparse_inputs(ops, "dmon.pool", args, ("x", "logits"))
+    where = "dmon.pool"
+    a, adj, dtype, compute = _sparse_inputs(ops, where, args, ("x", "logits"))
     s = ops.softmax(a["logits"])
-    s_p, out_adj, s_d, two_m, n_valid = _sparse_products(ops, adj, s, stochastic=True)
-    out_x = ops.selu(ops.matmul(ops.transpose(s_p), pad(ops, adj, a["x"])))
-    losses, out_adj = _losses_and_pooled_adj(ops, s_p, out_adj, s_d, two_m, n_valid)
+    p = _sparse_products(ops, adj, s, stochastic=True)
+    check_non_negative(ops, where, "adj", p.s_d)
+    out_x = ops.selu(ops.matmul(ops.transpose(p.s), pad(ops, adj, a["x"])))
+    losses, out_adj = _losses_and_pooled_adj(
+        ops, p.s, p.out_adj, p.s_d, p.two_m, _any_negative(ops, p.s_d), p.n_valid
+    )
     if compute != dtype:
         s, out_x, out_adj = (ops.astype(v, dtype) for v in (s, out_x, out_adj))
     return DMoNOutput(s, out_x, out_adj, *losses)
@@ -251,10 +331,9 @@ def _pool_sparse(ops: ArrayOps, args: dict[str, Any]) -> DMoNOutput:
 def _assignments(
     where: str, arrays: dict[str, Any], backend: str | None
 ) -> tuple[ArrayOps, dict[str, Array]]:
-    ops, args = resolve(arrays, backend)
+    ops, args = resolve(where, arrays, backend, required=("s",))
     a = prepare(ops, where, **{k: v for k, v in args.items() if v is not None}).arrays
-    if "mask" in a:
-        a["s"] = a["s"] * a["mask"]
+    a["s"] = _select(ops, a.get("mask"), a["s"])
     return ops, a
 
 
@@ -263,11 +342,14 @@ def spectral_loss(
 ) -> Array:
     """Spectral (modularity) loss `-(Tr(SᵀAS) - ‖Sᵀd‖² / 2m) / 2m`, mean over the batch.
 
-    For a one-hot `s` this is exactly minus the (Newman) modularity of the partition.
-    A graph with no edges contributes 0.
+    For a one-hot `s` this is exactly minus the modularity of the partition, with a
+    self-loop weight `A_ii` counted once in `dᵢ` and in `Tr(SᵀAS)`, as
+    `dmon.metrics.modularity` (networkx counts a self-loop twice; see
+    docs/reliability.md). A graph with no edges contributes 0; NaN in `adj` or `s` gives
+    NaN; negative degrees raise `ValueError` (eager) or give NaN (compiled).
 
     Args:
-        adj: `(B, N, N)` or `(N, N)` adjacency.
+        adj: `(B, N, N)` or `(N, N)` adjacency, or a sparse one (as `pool`).
         s: `(B, N, C)` or `(N, C)` assignment (already soft-maxed).
         mask: optional `(B, N)` valid-node mask; masked rows of `s` and their degrees
             are ignored.
@@ -275,18 +357,23 @@ def spectral_loss(
     Returns:
         A 0-d array (float32 for half-precision inputs).
     """
-    ops, args = resolve({"adj": adj, "s": s, "mask": mask}, backend)
+    where = "dmon.spectral_loss"
+    ops, args = resolve(where, {"adj": adj, "s": s, "mask": mask}, backend, required=("adj", "s"))
     if is_sparse(ops, args["adj"]):
-        a, sp, _, _ = _sparse_inputs(ops, "dmon.spectral_loss", args, ("s",))
-        _, out_adj, s_d, two_m, _ = _sparse_products(ops, sp, a["s"], stochastic=False)
-        return ops.mean(_spectral_per_graph(ops, out_adj, s_d, two_m))
-    ops, a = _assignments("dmon.spectral_loss", args, None)
-    out_adj, s_d = _coarsen(ops, a["adj"], a["s"])
+        a, sp, _, _ = _sparse_inputs(ops, where, args, ("s",))
+        p = _sparse_products(ops, sp, a["s"], stochastic=False)
+        check_non_negative(ops, where, "adj", p.degrees)
+        return ops.mean(
+            _spectral_per_graph(ops, p.out_adj, p.s_d, p.two_m, _any_negative(ops, p.degrees))
+        )
+    ops, a = _assignments(where, args, None)
+    out_adj, s_d, _ = _coarsen(ops, a["adj"], a["s"])
     # Any s is allowed here (rows need not sum to 1), so 2m comes from the degrees.
-    deg = ops.sum(a["adj"], axis=-1)
-    if "mask" in a:
-        deg = deg * a["mask"][..., 0]
-    return ops.mean(_spectral_per_graph(ops, out_adj, s_d, ops.sum(deg, axis=-1)))
+    deg = _select(ops, None if "mask" not in a else a["mask"][..., 0], ops.sum(a["adj"], axis=-1))
+    check_non_negative(ops, where, "adj", deg)
+    return ops.mean(
+        _spectral_per_graph(ops, out_adj, s_d, ops.sum(deg, axis=-1), _any_negative(ops, deg))
+    )
 
 
 def orthogonality_loss(s: Array, mask: Array | None = None, *, backend: str | None = None) -> Array:
@@ -301,7 +388,7 @@ def orthogonality_loss(s: Array, mask: Array | None = None, *, backend: str | No
         A 0-d array.
     """
     ops, a = _assignments("dmon.orthogonality_loss", {"s": s, "mask": mask}, backend)
-    return ops.mean(_ortho_per_graph(ops, a["s"], _n_valid(ops, a.get("mask"))))
+    return ops.mean(_ortho_per_graph(ops, a["s"], _n_valid(ops, a["s"], a.get("mask"))))
 
 
 def cluster_loss(s: Array, mask: Array | None = None, *, backend: str | None = None) -> Array:
@@ -316,4 +403,4 @@ def cluster_loss(s: Array, mask: Array | None = None, *, backend: str | None = N
         A 0-d array.
     """
     ops, a = _assignments("dmon.cluster_loss", {"s": s, "mask": mask}, backend)
-    return ops.mean(_cluster_per_graph(ops, a["s"], _n_valid(ops, a.get("mask"))))
+    return ops.mean(_cluster_per_graph(ops, a["s"], _n_valid(ops, a["s"], a.get("mask"))))

@@ -1,4 +1,5 @@
-"""Sparse adjacency: the `SparseGraph` type and its conversion, once, at the boundary.
+"""Sparse adjacency at the boundary: a `SparseGraph` or native sparse matrix checked and
+converted, once, into what the backend multiplies fastest.
 
 A sparse adjacency reaches the core as a backend's fastest spmm form plus the node degrees
 (`SparseAdjacency`); the core only calls `ops.spmm(matrix, dense)`. Nothing `N × N` is
@@ -7,103 +8,15 @@ formed: memory is `O(E + N·C + N·F)`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from dmon.ops import FLOATING, Array, ArrayOps
-from dmon.validation import _fmt
+from dmon.sparse_graph import SparseGraph
+from dmon.validation import fmt_shape
 
 _INTEGER = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
-
-
-class SparseGraph:
-    """A sparse adjacency in PyTorch Geometric's convention, for any backend.
-
-    Args:
-        edge_index: `(2, E)` integer array of `(source, target)` node ids; entry
-            `A[source, target] = edge_weight`. List both directions for an undirected
-            graph, as PyG does. Duplicate edges are summed.
-        edge_weight: optional `(E,)` floating weights (default 1). Gradients flow to them.
-        batch: optional `(N,)` sorted graph id of every node, for several graphs in one
-            block-diagonal `edge_index` (PyG's `Batch.batch`).
-        num_graphs: number of graphs `B`; needed under `jax.jit`/`tf.function` with a
-            `batch` (values are unknown there), else `max(batch) + 1`.
-        max_num_nodes: size of the largest graph; needed with `batch` under `jit`, else
-            computed.
-        num_nodes: optional `N`, checked against the node features.
-
-    Value checks (ids in range, non-negative, `batch` sorted) run when the arrays are
-    concrete (eager); inside compiled code only shapes and dtypes are checked.
-
-    The first call with a graph remembers what it derived from `edge_index` (that the ids
-    are in range, and torch's CSR index), so later calls with the same graph skip that
-    work. Assigning a new `edge_index` or `batch` forgets it; changing the array's values
-    in place does not, so build a new `SparseGraph` for new edges. Weights are never
-    remembered: they may change (and be trained) between calls.
-    """
-
-    __slots__ = (
-        "_cache",
-        "batch",
-        "edge_index",
-        "edge_weight",
-        "max_num_nodes",
-        "num_graphs",
-        "num_nodes",
-    )
-
-    def __init__(
-        self,
-        edge_index: Array,
-        edge_weight: Array | None = None,
-        batch: Array | None = None,
-        num_graphs: int | None = None,
-        max_num_nodes: int | None = None,
-        num_nodes: int | None = None,
-    ) -> None:
-        self.edge_index = edge_index
-        self.edge_weight = edge_weight
-        self.batch = batch
-        self.num_graphs = num_graphs
-        self.max_num_nodes = max_num_nodes
-        self.num_nodes = num_nodes
-        # Index structures a backend derives from edge_index (e.g. torch's CSR row
-        # pointer), reused across calls with this graph. Never weights.
-        self._cache: dict[str, Any] = {}
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # What the cache holds was derived from edge_index (and checked with batch).
-        if name in ("edge_index", "batch") and hasattr(self, "_cache"):
-            self._cache.clear()
-        object.__setattr__(self, name, value)
-
-    def map_arrays(self, fn: Callable[[Any], Any]) -> SparseGraph:
-        """A copy with `fn` applied to every array field."""
-        return SparseGraph(
-            fn(self.edge_index),
-            None if self.edge_weight is None else fn(self.edge_weight),
-            None if self.batch is None else fn(self.batch),
-            self.num_graphs,
-            self.max_num_nodes,
-            self.num_nodes,
-        )
-
-    def __repr__(self) -> str:
-        shape = getattr(self.edge_index, "shape", "?")
-        return f"SparseGraph(edge_index={tuple(shape)}, weighted={self.edge_weight is not None}, batched={self.batch is not None})"
-
-
-def remembered(cache: dict[str, Any] | None, key: str, build: Callable[[], Any]) -> Any:
-    """`cache[key]`, built by `build()` on first use; just `build()` without a cache.
-
-    For the index structures a backend derives from a `SparseGraph`'s `edge_index` (see
-    `ArrayOps.sparse_matrix`); never for weights.
-    """
-    if cache is None:
-        return build()
-    if key not in cache:
-        cache[key] = build()
-    return cache[key]
 
 
 class SparseAdjacency(NamedTuple):
@@ -124,13 +37,22 @@ def is_sparse(ops: ArrayOps, adj: object) -> bool:
     return isinstance(adj, SparseGraph) or ops.is_sparse(adj)
 
 
-def to_adjacency(ops: ArrayOps, where: str, adj: Any, n: int, dtype: str) -> SparseAdjacency:
-    """Check a `SparseGraph` or native sparse matrix against `n` nodes and convert it."""
+def to_adjacency(
+    ops: ArrayOps, where: str, adj: Any, n: int, dtype: str, *, non_negative: bool = False
+) -> SparseAdjacency:
+    """Check a `SparseGraph` or native sparse matrix against `n` nodes and convert it.
+
+    `non_negative`: the weights must be non-negative (DMoN's losses; a plain `spmm` takes
+    any), checked when their values are known, `O(E)`.
+    """
     batch = slots = None
     num_graphs, max_nodes = 1, n
     row, col, weight = edges(ops, where, adj, n)
+    if non_negative:
+        _check_weights(ops, where, adj, weight)
     if isinstance(adj, SparseGraph) and adj.batch is not None:
         batch, num_graphs, max_nodes = _check_batch(ops, where, adj, n)
+        _check_edges_within_graphs(ops, where, adj, n)
         # position of each node within its graph: its index minus its graph's first index
         counts = ops.segment_sum(ops.ones_like(batch), batch, num_graphs)
         starts = ops.cumsum(counts) - counts
@@ -147,10 +69,14 @@ def edges(ops: ArrayOps, where: str, adj: Any, n: int) -> tuple[Array, Array, Ar
     """Checked `(row, col, weight)` of a `SparseGraph` or native sparse matrix of `n` nodes."""
     if isinstance(adj, SparseGraph):
         return _check_edges(ops, where, adj, n)
-    row, col, weight, size = ops.sparse_coo(adj)
-    if size != n:
+    row, col, weight, shape = ops.sparse_coo(adj)
+    if len(shape) != 2 or shape[0] != shape[1]:
         raise ValueError(
-            f"{where}: the sparse `adj` is {size} x {size} but the graph has N = {n} nodes"
+            f"{where}: a sparse `adj` must be square (N, N); got shape {fmt_shape(shape)}"
+        )
+    if shape[0] != n:
+        raise ValueError(
+            f"{where}: the sparse `adj` is {shape[0]} x {shape[1]} but the graph has N = {n} nodes"
         )
     if ops.dtype_name(weight) not in FLOATING:
         raise TypeError(
@@ -159,11 +85,48 @@ def edges(ops: ArrayOps, where: str, adj: Any, n: int) -> tuple[Array, Array, Ar
     return row, col, weight
 
 
+def _check_weights(ops: ArrayOps, where: str, adj: Any, weight: Array) -> None:
+    values = ops.to_numpy(weight)
+    if values is None or not values.size:
+        return
+
+    negative = np.flatnonzero(np.asarray(values, dtype=np.float64) < 0)  # NaN passes
+    if negative.size:
+        name = "adj.edge_weight" if isinstance(adj, SparseGraph) else "adj"
+        raise ValueError(
+            f"{where}: `{name}` holds a negative weight ({float(values[negative[0]])} at entry "
+            f"{int(negative[0])}); DMoN's modularity needs non-negative weights"
+        )
+
+
+def _check_edges_within_graphs(ops: ArrayOps, where: str, g: SparseGraph, n: int) -> None:
+    """Every edge joins two nodes of one graph of the `batch`: an edge across graphs would
+    be counted in both (`O(E)`, once per graph object, eager only)."""
+    key = f"edges-within-graphs-{n}"
+    if key in g._cache:
+        return
+    ei, batch = ops.to_numpy(g.edge_index), ops.to_numpy(g.batch)
+    if ei is None or batch is None:
+        return
+
+    crossing = np.flatnonzero(batch[ei[0]] != batch[ei[1]])
+    if crossing.size:
+        e = int(crossing[0])
+        i, j = int(ei[0, e]), int(ei[1, e])
+        raise ValueError(
+            f"{where}: edge {e} ({i} -> {j}) joins node {i} of graph {int(batch[i])} and node "
+            f"{j} of graph {int(batch[j])}; the edges of a batch must stay within their graph"
+        )
+    g._cache[key] = True
+
+
 def _check_edges(ops: ArrayOps, where: str, g: SparseGraph, n: int) -> tuple[Array, Array, Array]:
     ei = g.edge_index
     shape, dtype = ops.shape(ei), ops.dtype_name(ei)
     if len(shape) != 2 or shape[0] != 2:
-        raise ValueError(f"{where}: `edge_index` must have shape (2, E); got shape {_fmt(shape)}")
+        raise ValueError(
+            f"{where}: `edge_index` must have shape (2, E); got shape {fmt_shape(shape)}"
+        )
     if dtype not in _INTEGER:
         raise TypeError(f"{where}: `edge_index` must be an integer array; got dtype {dtype}")
     if g.num_nodes is not None and g.num_nodes != n:
@@ -193,7 +156,7 @@ def _check_edges(ops: ArrayOps, where: str, g: SparseGraph, n: int) -> tuple[Arr
         wshape[0] is not None and shape[1] is not None and wshape[0] != shape[1]
     ):
         raise ValueError(
-            f"{where}: `edge_weight` must have shape (E,) = {_fmt((shape[1],))}; got shape {_fmt(wshape)}"
+            f"{where}: `edge_weight` must have shape (E,) = {fmt_shape((shape[1],))}; got shape {fmt_shape(wshape)}"
         )
     if wdtype not in FLOATING:
         raise TypeError(f"{where}: `edge_weight` must be floating; got dtype {wdtype}")
@@ -204,14 +167,23 @@ def _check_batch(ops: ArrayOps, where: str, g: SparseGraph, n: int) -> tuple[Arr
     batch = g.batch
     shape, dtype = ops.shape(batch), ops.dtype_name(batch)
     if len(shape) != 1 or (shape[0] is not None and shape[0] != n):
-        raise ValueError(f"{where}: `batch` must have shape (N,) = ({n},); got shape {_fmt(shape)}")
+        raise ValueError(
+            f"{where}: `batch` must have shape (N,) = ({n},); got shape {fmt_shape(shape)}"
+        )
     if dtype not in _INTEGER:
         raise TypeError(f"{where}: `batch` must be an integer array; got dtype {dtype}")
     num_graphs, max_nodes = g.num_graphs, g.max_num_nodes
+    for name, size, least in (("num_graphs", num_graphs, 1), ("max_num_nodes", max_nodes, 0)):
+        if size is not None and (
+            isinstance(size, bool) or not isinstance(size, int | np.integer) or size < least
+        ):
+            raise ValueError(
+                f"{where}: SparseGraph `{name}` must be an int >= {least}; got {size!r}"
+            )
     values = ops.to_numpy(batch)
-    if values is not None and values.size:
-        import numpy as np
-
+    if values is not None and not values.size:  # N = 0: one empty graph unless told
+        num_graphs, max_nodes = num_graphs or 1, max_nodes or 0
+    elif values is not None:
         if int(values.min()) < 0:
             raise ValueError(f"{where}: `batch` holds a negative graph id ({int(values.min())})")
         if np.any(np.diff(values) < 0):

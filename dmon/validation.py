@@ -1,7 +1,13 @@
 """Input checks and batching, done once before any framework op sees the arrays.
 
-Every check reads only static shapes and dtypes, so it runs unchanged under `jax.jit`,
-`tf.function` and `torch.compile` (a dimension unknown at trace time is skipped).
+Two kinds of check (docs/reliability.md):
+
+- shape and dtype checks read only static shapes and dtypes, so they run unchanged
+  under `jax.jit`, `tf.function` and `torch.compile` (a dimension unknown at trace time
+  is skipped);
+- value checks read values only when they are known (eager; `ops.to_numpy` returns
+  `None` while tracing) and only arrays of size `O(E + N·F + N·C)`: never a dense
+  `N × N` adjacency, whose problems are read off quantities already computed from it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ class Batched(NamedTuple):
     """float32 for half-precision inputs (no overflow of degree sums), else `dtype`."""
 
 
-def _fmt(shape: tuple[int | None, ...]) -> str:
+def fmt_shape(shape: tuple[int | None, ...]) -> str:
     return (
         "("
         + ", ".join("?" if d is None else str(d) for d in shape)
@@ -70,7 +76,7 @@ def prepare(
         )
         if len(shape) not in (2, 3):
             raise ValueError(
-                f"{where}: `{key}` must have shape {expected}; got {len(shape)}-D shape {_fmt(shape)}"
+                f"{where}: `{key}` must have shape {expected}; got {len(shape)}-D shape {fmt_shape(shape)}"
             )
         if dtypes[key] not in FLOATING:
             raise TypeError(
@@ -79,12 +85,12 @@ def prepare(
             )
     if "adj" in shapes and not _same(shapes["adj"][-1], shapes["adj"][-2]):
         raise ValueError(
-            f"{where}: `adj` must be square, (B, N, N) or (N, N); got shape {_fmt(shapes['adj'])}"
+            f"{where}: `adj` must be square, (B, N, N) or (N, N); got shape {fmt_shape(shapes['adj'])}"
         )
     for key in ("logits", "s"):
         if key in shapes and shapes[key][-1] is not None and shapes[key][-1] < 1:  # type: ignore[operator]
             raise ValueError(
-                f"{where}: `{key}` needs C >= 1 clusters in its last axis; got shape {_fmt(shapes[key])}"
+                f"{where}: `{key}` needs C >= 1 clusters in its last axis; got shape {fmt_shape(shapes[key])}"
             )
 
     first = next(iter(given))
@@ -98,15 +104,15 @@ def prepare(
         n_first, n_key = shapes[first][-2], shapes[key][-2]
         if not _same(n_first, n_key):
             raise ValueError(
-                f"{where}: `{first}` has shape {_fmt(shapes[first])} and `{key}` has shape "
-                f"{_fmt(shapes[key])}: their node counts N differ ({n_first} vs {n_key})"
+                f"{where}: `{first}` has shape {fmt_shape(shapes[first])} and `{key}` has shape "
+                f"{fmt_shape(shapes[key])}: their node counts N differ ({n_first} vs {n_key})"
             )
         b_first = shapes[first][0] if len(shapes[first]) == 3 else 1
         b_key = shapes[key][0] if len(shapes[key]) == 3 else 1
         if not _same(b_first, b_key):
             raise ValueError(
-                f"{where}: `{first}` has shape {_fmt(shapes[first])} and `{key}` has shape "
-                f"{_fmt(shapes[key])}: their batch sizes B differ ({b_first} vs {b_key})"
+                f"{where}: `{first}` has shape {fmt_shape(shapes[first])} and `{key}` has shape "
+                f"{fmt_shape(shapes[key])}: their batch sizes B differ ({b_first} vs {b_key})"
             )
 
     ref_shape = shapes[first]
@@ -131,13 +137,48 @@ def prepare(
             or (len(mshape) == 2 and not _same(mshape[0], batch))
         ):
             raise ValueError(
-                f"{where}: `mask` must have shape (B, N) = {_fmt((batch, n_nodes))}; got shape {_fmt(mshape)}"
+                f"{where}: `mask` must have shape (B, N) = {fmt_shape((batch, n_nodes))}; got shape {fmt_shape(mshape)}"
             )
-        if mdtype.startswith("complex") or mdtype in ("str", "object"):
+        if mdtype.startswith("complex") or mdtype in ("str", "object", "string"):
             raise TypeError(f"{where}: `mask` must be boolean or real; got dtype {mdtype}")
+        values = ops.to_numpy(mask)
+        if values is not None and mdtype in FLOATING and not _all_finite(values):
+            raise ValueError(f"{where}: `mask` holds NaN or Inf; it must be boolean or 0/1")
         if len(mshape) == 1:
             mask = ops.expand_dims(mask, 0)
-        # Non-zero means valid; binarising keeps Σ_c S_ic = m_i ∈ {0, 1}, which the core uses.
-        mask = ops.astype(ops.astype(mask, compute) != 0, compute)
+        # Non-zero means valid. Binarising keeps Σ_c S_ic = m_i ∈ {0, 1}, which the core
+        # uses; a boolean mask selects (`where`), so NaN padding cannot leak through.
+        mask = mask if mdtype == "bool" else ops.astype(mask, compute) != 0
         arrays["mask"] = ops.expand_dims(mask, -1)
     return Batched(arrays, dtype, compute)
+
+
+def _all_finite(values: Any) -> bool:
+    import numpy as np
+
+    return bool(np.all(np.isfinite(np.asarray(values, dtype=np.float64))))
+
+
+def check_non_negative(ops: ArrayOps, where: str, name: str, *volumes: Array) -> None:
+    """Raise `ValueError` if any of a graph's `(B, K)` degrees or cluster volumes is
+    negative, when the values are known (eager). NaN passes: it propagates to the
+    outputs instead.
+
+    With `S ≥ 0`, a negative cluster volume `(Sᵀd)_c` or column degree proves a
+    negative weight, so this reads sums already computed instead of re-reading a dense
+    `A`. (A negative weight whose degrees all stay non-negative is not seen.)
+    """
+    import numpy as np
+
+    for volume in volumes:
+        values = ops.to_numpy(volume)
+        if values is None:
+            return
+        negative = np.asarray(values, dtype=np.float64) < 0
+        if not negative.any():
+            continue
+        graph = int(np.flatnonzero(negative.reshape(negative.shape[0], -1).any(-1))[0])
+        raise ValueError(
+            f"{where}: `{name}` has negative edge weights (graph {graph} of the batch has a "
+            "negative degree); DMoN's modularity needs non-negative weights"
+        )

@@ -77,15 +77,38 @@ def _inputs(where: str, inputs: Any, allowed: tuple[int, ...]) -> list[Any]:
     return list(inputs)
 
 
-def _adjacency_kind(adj: Any) -> str:
-    """`"dense"`, `"edge_index"` (an integer `(2, E)` array) or `"sparse"` (a native sparse
-    tensor: `tf.SparseTensor`, JAX `BCOO`), for Keras' symbolic tensors and real ones."""
+def _adjacency_kind(where: str, adj: Any) -> str:
+    """`"dense"`, `"edge_index"` or `"sparse"` (a native sparse tensor: `tf.SparseTensor`,
+    JAX `BCOO`), for Keras' symbolic tensors and real ones.
+
+    An `edge_index` is an integer array of shape `(2, E)` (or `(1, 2, E)`, one graph as
+    one Keras sample), as in PyG. Any other integer or boolean array is a dense
+    adjacency: an integer `(N, N)` matrix must not be read as edge ids. (A 2-node
+    integer `(2, 2)` matrix is ambiguous and is read as an `edge_index`, as PyG would;
+    pass a floating dense adjacency to mean the matrix.)
+    """
+    if adj is None:
+        raise TypeError(f"{where}: `adj` is required; got None")
     if isinstance(adj, keras.KerasTensor):
         if adj.sparse:
             return "sparse"
-    elif get_backend(adj).is_sparse(adj):
-        return "sparse"
-    return "edge_index" if "int" in keras.backend.standardize_dtype(adj.dtype) else "dense"
+    else:
+        try:
+            ops = get_backend(adj)
+        except TypeError:
+            raise TypeError(
+                f"{where}: `adj` must be a tensor (dense, edge_index or sparse); got {type(adj).__name__}"
+            ) from None
+        if ops.is_sparse(adj):
+            return "sparse"
+    dtype = keras.backend.standardize_dtype(adj.dtype)
+    if "int" not in dtype:
+        return "dense"
+    shape = tuple(adj.shape)
+    edge_shaped = (len(shape) == 2 and shape[0] == 2) or (
+        len(shape) == 3 and shape[0] in (1, None) and shape[1] == 2
+    )
+    return "edge_index" if edge_shaped else "dense"
 
 
 def _sparse_inputs(where: str, x: Any, adj: Any, rest: list[Any]) -> tuple[Any, Any, bool]:
@@ -99,7 +122,7 @@ def _sparse_inputs(where: str, x: Any, adj: Any, rest: list[Any]) -> tuple[Any, 
                 f"{where}: with a sparse adjacency, `x` is node-level (N, F) or (1, N, F); got {tuple(x.shape)}"
             )
         x = x[0]
-    if _adjacency_kind(adj) == "sparse":
+    if _adjacency_kind(where, adj) == "sparse":
         if rest:
             raise ValueError(
                 f"{where}: with a sparse adjacency tensor, `inputs` is [x, adj]; got {2 + len(rest)} inputs"
@@ -164,7 +187,7 @@ class GCNConv(keras.layers.Layer):
     def call(self, inputs: Any) -> Any:
         x, adj, *rest = _inputs("GCNConv", inputs, (2, 3))
         x = K.cast(x, self.compute_dtype)
-        if _adjacency_kind(adj) == "dense":
+        if _adjacency_kind("GCNConv", adj) == "dense":
             if rest:
                 raise ValueError("GCNConv: with a dense `adj`, `inputs` is [x, adj]; got 3 inputs")
             h = K.matmul(x, self.kernel)
@@ -303,11 +326,15 @@ class DMoNPooling(keras.layers.Layer):
         x, adj, *rest = _inputs("DMoNPooling", inputs, (2, 3))
         x = K.cast(x, self.compute_dtype)
         lead = False
-        if _adjacency_kind(adj) == "dense":
+        if _adjacency_kind("DMoNPooling", adj) == "dense":
             adj, mask = K.cast(adj, self.compute_dtype), (rest[0] if rest else None)
         else:
             x, adj, lead = _sparse_inputs("DMoNPooling", x, adj, rest)
             mask = None
+        if mask is not None and tuple(mask.shape) == tuple(x.shape[:-1]):
+            # Masked rows never reach the MLP: NaN padding would poison its gradients.
+            # (A mask of the wrong shape is left to dmon.pool's error.)
+            x = K.where(K.expand_dims(K.not_equal(mask, 0), -1), x, K.zeros_like(x))
         logits = x
         for dense in self.mlp:
             logits = dense(logits)
@@ -327,7 +354,7 @@ class DMoNPooling(keras.layers.Layer):
         self, inputs: Any, training: bool | None = None
     ) -> tuple[Any, Any, Any]:
         x = _inputs("DMoNPooling", inputs, (2, 3))[0]
-        if _adjacency_kind(inputs[1]) == "dense":
+        if _adjacency_kind("DMoNPooling", inputs[1]) == "dense":
             shapes = self.compute_output_shape([tuple(t.shape) for t in inputs])
         else:  # node-level s, one pooled graph
             shapes = ((*x.shape[:-1], self.k), (1, self.k, x.shape[-1]), (1, self.k, self.k))

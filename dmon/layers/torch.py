@@ -94,6 +94,18 @@ class DMoNPooling(torch.nn.Module):
                 f"x must have shape (B, N, {self.mlp.in_channels}) or (N, {self.mlp.in_channels}); "
                 f"got {tuple(x.shape)}"
             )
+        weight = self.mlp.lins[0].weight
+        if x.dtype != weight.dtype:
+            raise TypeError(
+                f"DMoNPooling: `x` has dtype {str(x.dtype).removeprefix('torch.')} but the module's "
+                f"parameters are {str(weight.dtype).removeprefix('torch.')}; convert one of them "
+                f"(e.g. module.to({x.dtype}) or x.to({weight.dtype}))"
+            )
+        if isinstance(mask, Tensor) and tuple(mask.shape) == tuple(x.shape[:-1]):
+            # Masked rows never reach the MLP: NaN padding would poison its gradients.
+            # (A mask of the wrong shape is left to dmon.pool's error.)
+            keep = mask if mask.dtype == torch.bool else mask != 0
+            x = torch.where(keep.unsqueeze(-1), x, 0.0)
         logits = torch.nn.functional.dropout(self.mlp(x), self.dropout, training=self.training)
         return pool(x, adj, logits, mask)
 

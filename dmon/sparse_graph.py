@@ -1,0 +1,103 @@
+"""`SparseGraph`, a sparse adjacency in PyTorch Geometric's convention, and the helper
+that remembers what a backend derives from its `edge_index`.
+
+A leaf module: it imports nothing from dmon, so the backends (loaded by `dmon.ops`) can
+import it without an import cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Array = Any
+
+
+class SparseGraph:
+    """A sparse adjacency in PyTorch Geometric's convention, for any backend.
+
+    Args:
+        edge_index: `(2, E)` integer array of `(source, target)` node ids; entry
+            `A[source, target] = edge_weight`. List both directions for an undirected
+            graph, as PyG does. Duplicate edges are summed.
+        edge_weight: optional `(E,)` floating weights (default 1). Gradients flow to them.
+        batch: optional `(N,)` sorted graph id of every node, for several graphs in one
+            block-diagonal `edge_index` (PyG's `Batch.batch`).
+        num_graphs: number of graphs `B`; needed under `jax.jit`/`tf.function` with a
+            `batch` (values are unknown there), else `max(batch) + 1`.
+        max_num_nodes: size of the largest graph; needed with `batch` under `jit`, else
+            computed.
+        num_nodes: optional `N`, checked against the node features.
+
+    Value checks (ids in range, non-negative, `batch` sorted) run when the arrays are
+    concrete (eager); inside compiled code only shapes and dtypes are checked.
+
+    The first call with a graph remembers what it derived from `edge_index` (that the ids
+    are in range, and torch's CSR index), so later calls with the same graph skip that
+    work. Assigning a new `edge_index` or `batch` forgets it; changing the array's values
+    in place does not, so build a new `SparseGraph` for new edges. Weights are never
+    remembered: they may change (and be trained) between calls.
+    """
+
+    __slots__ = (
+        "_cache",
+        "batch",
+        "edge_index",
+        "edge_weight",
+        "max_num_nodes",
+        "num_graphs",
+        "num_nodes",
+    )
+
+    def __init__(
+        self,
+        edge_index: Array,
+        edge_weight: Array | None = None,
+        batch: Array | None = None,
+        num_graphs: int | None = None,
+        max_num_nodes: int | None = None,
+        num_nodes: int | None = None,
+    ) -> None:
+        self.edge_index = edge_index
+        self.edge_weight = edge_weight
+        self.batch = batch
+        self.num_graphs = num_graphs
+        self.max_num_nodes = max_num_nodes
+        self.num_nodes = num_nodes
+        # Index structures a backend derives from edge_index (e.g. torch's CSR row
+        # pointer), reused across calls with this graph. Never weights.
+        self._cache: dict[str, Any] = {}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # What the cache holds was derived from edge_index (and checked with batch).
+        if name in ("edge_index", "batch") and hasattr(self, "_cache"):
+            self._cache.clear()
+        object.__setattr__(self, name, value)
+
+    def map_arrays(self, fn: Callable[[Any], Any]) -> SparseGraph:
+        """A copy with `fn` applied to every array field."""
+        return SparseGraph(
+            fn(self.edge_index),
+            None if self.edge_weight is None else fn(self.edge_weight),
+            None if self.batch is None else fn(self.batch),
+            self.num_graphs,
+            self.max_num_nodes,
+            self.num_nodes,
+        )
+
+    def __repr__(self) -> str:
+        shape = getattr(self.edge_index, "shape", "?")
+        return f"SparseGraph(edge_index={tuple(shape)}, weighted={self.edge_weight is not None}, batched={self.batch is not None})"
+
+
+def remembered(cache: dict[str, Any] | None, key: str, build: Callable[[], Any]) -> Any:
+    """`cache[key]`, built by `build()` on first use; just `build()` without a cache.
+
+    For the index structures a backend derives from a `SparseGraph`'s `edge_index` (see
+    `ArrayOps.sparse_matrix`); never for weights.
+    """
+    if cache is None:
+        return build()
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
