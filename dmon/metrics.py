@@ -24,9 +24,18 @@ __all__ = [
 def _csr(adj: Any) -> Any:
     from scipy import sparse
 
-    a = sparse.csr_matrix(adj, dtype=np.float64)
-    if a.shape[0] != a.shape[1]:
-        raise ValueError(f"adjacency must be square; got shape {a.shape}")
+    try:
+        a = sparse.csr_matrix(adj, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"`adj` must be a matrix (scipy.sparse or NumPy); got {type(adj).__name__} ({err})"
+        ) from None
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"`adj` must be square (N, N); got shape {a.shape}")
+    if a.nnz and not np.all(np.isfinite(a.data)):
+        raise ValueError("`adj` holds NaN or Inf weights")
+    if a.nnz and a.data.min() < 0:
+        raise ValueError(f"`adj` holds a negative weight ({a.data.min()}); weights must be >= 0")
     return a
 
 
@@ -58,11 +67,17 @@ def _cluster_sums(adj: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, float]
 
 
 def modularity(adj: Any, labels: Any, resolution: float = 1.0) -> float:
-    """Newman's (weighted) modularity `Q = Σ_c [ L_c / 2m - γ (vol_c / 2m)² ]`.
+    """Newman's (weighted) modularity of the matrix `A`,
+    `Q = Σ_c [ L_c / 2m - γ (vol_c / 2m)² ]`.
 
-    `L_c` is the weight inside cluster `c` counted in both directions (`Σ_{i,j ∈ c} A_ij`),
-    `vol_c = Σ_{i ∈ c} d_i`. Equals `networkx.algorithms.community.modularity`. A graph
-    with no edges gives 0.
+    `L_c = Σ_{i,j ∈ c} A_ij` (each edge in both directions), `dᵢ = Σⱼ A_ij`,
+    `vol_c = Σ_{i ∈ c} dᵢ`, `2m = Σᵢ dᵢ`. A graph with no edges gives 0.
+
+    Self-loops: the entry `A_ii` counts once, in `dᵢ` and in `L_c`, exactly as in DMoN's
+    spectral loss (`-dmon.spectral_loss(A, one_hot(labels))` equals this), PyTorch
+    Geometric and google-research. `networkx.algorithms.community.modularity` counts a
+    self-loop twice (its degree convention); without self-loops the two agree, and with
+    them `modularity(A + diag(A), labels)` is networkx's value. See docs/reliability.md.
     """
     intra, vol, two_m = _cluster_sums(adj, labels)
     if two_m == 0:

@@ -102,5 +102,5 @@ def test_graph_without_edges_and_bad_input() -> None:
     assert metrics.conductance(a, labels) == 0.0
     with pytest.raises(ValueError, match=r"`labels` must have shape \(4,\); got \(3,\)"):
         metrics.modularity(a, labels[:3])
-    with pytest.raises(ValueError, match=r"adjacency must be square"):
+    with pytest.raises(ValueError, match=r"`adj` must be square \(N, N\); got shape \(3, 4\)"):
         metrics.modularity(np.zeros((3, 4)), labels[:3])
