@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib.metadata
+import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from dmon import __version__
 
@@ -48,18 +50,45 @@ def _table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
-def cmd_cluster(args: argparse.Namespace) -> int:
-    from dmon import data, train
+# (command-line option, cluster() setting) pairs, checked by train.check_setting
+_SETTINGS = (
+    ("--clusters", "k", "clusters"),
+    ("--epochs", "epochs", "epochs"),
+    ("--lr", "learning_rate", "lr"),
+    ("--dropout", "dropout", "dropout"),
+    ("--collapse-regularization", "collapse_regularization", "collapse_regularization"),
+    ("--hidden", "hidden", "hidden"),
+    ("--seed", "seed", "seed"),
+    ("--checkpoint-every", "checkpoint_every", "checkpoint_every"),
+)
 
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from dmon import checkpoint, data, files, train
+
+    for option, setting, attr in _SETTINGS:  # every argument before any work
+        try:
+            train.check_setting(setting, getattr(args, attr))
+        except (TypeError, ValueError) as err:
+            raise UsageError(option + str(err).removeprefix(setting)) from None
     try:  # the file first: its errors are the most basic
+        features = None
+        if args.features is not None:
+            features = data.load_features(args.features)
         graph = data.load(
             args.graph,
+            num_nodes=None if features is None else features.shape[0],
             symmetrize=not args.directed,
             drop_self_loops=not args.keep_self_loops,
             binarize_features=not args.raw_features,
         )
-        if args.features is not None:
-            graph.features = data.load_features(args.features, graph.num_nodes)
+        if features is not None:
+            if features.shape[0] != graph.num_nodes:
+                raise data.GraphFormatError(
+                    f"{args.features}: features must have shape (N, F) with N = "
+                    f"{graph.num_nodes} nodes; got {features.shape}"
+                )
+            graph.features = features
             graph.notes = [f"features from {args.features}"]
     except data.GraphFormatError as err:
         raise UsageError(str(err)) from None
@@ -73,25 +102,37 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--clusters {args.clusters} must be between 2 and the number of nodes ({graph.num_nodes})"
         )
-    out = Path(args.out or Path("runs") / graph.name)
+    try:  # where the results go, before training
+        out = files.check_writable_folder(args.out or Path("runs") / graph.name)
+    except ValueError as err:
+        raise UsageError(f"--out {err}") from None
+    ckpt_path = out / checkpoint.FILENAME
+    if args.resume and not ckpt_path.is_file():
+        raise UsageError(f"--resume: no checkpoint in {out}/ ({checkpoint.FILENAME})")
     print(
         f"dmon {__version__}: {graph.name}: {graph.num_nodes} nodes, {graph.num_edges} edges, "
         f"{graph.features.shape[1]} features{' (' + ', '.join(graph.notes) + ')' if graph.notes else ''}; "
         f"k = {args.clusters}, backend {backend}, {args.epochs} epochs, seed {args.seed}",
         flush=True,
     )
-    result = train.cluster(
-        graph,
-        args.clusters,
-        backend=backend,
-        epochs=args.epochs,
-        learning_rate=args.lr,
-        dropout=args.dropout,
-        collapse_regularization=args.collapse_regularization,
-        hidden=args.hidden,
-        seed=args.seed,
-        on_epoch=None if args.quiet else _progress(args.epochs),
-    )
+    try:
+        result = train.cluster(
+            graph,
+            args.clusters,
+            backend=backend,
+            epochs=args.epochs,
+            learning_rate=args.lr,
+            dropout=args.dropout,
+            collapse_regularization=args.collapse_regularization,
+            hidden=args.hidden,
+            seed=args.seed,
+            on_epoch=None if args.quiet else _progress(args.epochs),
+            checkpoint=ckpt_path if args.checkpoint_every or args.resume else None,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+        )
+    except (train.TrainingDiverged, checkpoint.CheckpointError) as err:
+        raise UsageError(str(err)) from None
     m = result.metrics
     rows = [
         ("modularity", f"{m['modularity']:.4f}"),
@@ -108,32 +149,43 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             ),
         ]
     sizes = sorted((s for s in m["cluster_sizes"] if s), reverse=True)
+    trained = result.epochs_completed - (result.resumed_from or 0)
     rows += [
         ("clusters used", f"{m['num_clusters_used']} of {args.clusters}"),
         ("cluster sizes", " ".join(map(str, sizes[:20])) + (" ..." if len(sizes) > 20 else "")),
         (
             "training time",
-            f"{result.seconds:.1f} s ({1e3 * result.seconds / args.epochs:.2f} ms/epoch)",
+            f"{result.seconds:.1f} s ({1e3 * result.seconds / max(trained, 1):.2f} ms/epoch)",
         ),
     ]
+    if result.resumed_from is not None:
+        rows.append(("resumed", f"from epoch {result.resumed_from}"))
     print(_table(rows))
-    _write_outputs(out, graph, result, args)
-    print(f"outputs in {out}/: assignments.csv metrics.json history.csv loss.png clusters.png")
+    written = _write_outputs(out, graph, result, args)
+    print(f"outputs in {out}/: {' '.join(written)}")
+    if result.interrupted:
+        print(
+            f"dmon: interrupted after epoch {result.epochs_completed} of {args.epochs}; "
+            f"outputs so far written; continue with --resume",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 
-def _write_outputs(out: Path, graph: Any, result: Any, args: argparse.Namespace) -> None:
-    from dmon import plots
+def _write_outputs(out: Path, graph: Any, result: Any, args: argparse.Namespace) -> list[str]:
+    """Assignments, history and metrics first, each written atomically; the figures last,
+    each of which may fail alone (a warning), never losing what came before."""
+    from dmon.files import atomic_path, atomic_write
 
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "assignments.csv", "w", newline="") as fh:
+    with atomic_write(out / "assignments.csv", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["node", "cluster", "probability"])
         for i, (c, p) in enumerate(
             zip(result.assignments, result.probabilities.max(-1), strict=True)
         ):
             w.writerow([i, int(c), f"{p:.6f}"])
-    with open(out / "history.csv", "w", newline="") as fh:
+    with atomic_write(out / "history.csv", newline="") as fh:
         w = csv.writer(fh)
         keys = list(result.history)
         w.writerow(["epoch", *keys])
@@ -150,16 +202,40 @@ def _write_outputs(out: Path, graph: Any, result: Any, args: argparse.Namespace)
         "settings": {**settings, "backend": result.backend},
         "metrics": result.metrics,
         "seconds": result.seconds,
+        "epochs_completed": result.epochs_completed,
+        "interrupted": result.interrupted,
+        "resumed_from": result.resumed_from,
         "dmon_version": __version__,
     }
-    (out / "metrics.json").write_text(json.dumps(payload, indent=2, default=float))
-    try:
-        plots.loss_curves(result.history, out / "loss.png")
-        plots.clusters(graph, result.assignments, result.probabilities, out / "clusters.png")
-    except ImportError:
+    with atomic_write(out / "metrics.json") as fh:
+        fh.write(json.dumps(payload, indent=2, default=float))
+    written = ["assignments.csv", "metrics.json", "history.csv"]
+    if importlib.util.find_spec("matplotlib") is None:
         print(
-            "matplotlib is not installed: no figures (pip install 'dmon[cluster]')", file=sys.stderr
+            "dmon: warning: matplotlib is not installed: no figures (pip install 'dmon[cluster]')",
+            file=sys.stderr,
         )
+        return written
+    from dmon import plots
+
+    figures = (
+        ("loss.png", lambda path: plots.loss_curves(result.history, path)),
+        (
+            "clusters.png",
+            lambda path: plots.clusters(graph, result.assignments, result.probabilities, path),
+        ),
+    )
+    for name, draw in figures:
+        try:
+            with atomic_path(out / name) as tmp:
+                draw(tmp)
+            written.append(name)
+        except Exception as err:  # a figure is a nicety: its failure loses nothing else
+            reason = " ".join(str(err).split())[:200]
+            print(
+                f"dmon: warning: {name} not drawn ({type(err).__name__}: {reason})", file=sys.stderr
+            )
+    return written
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
@@ -202,8 +278,16 @@ def _version(distributions: tuple[str, ...]) -> str:
     return "not installed"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other
+    error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="dmon",
         description="DMoN graph pooling and clustering on PyTorch, TensorFlow, JAX and NumPy.",
     )
@@ -255,12 +339,23 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--keep-self-loops", action="store_true")
     c.add_argument("--raw-features", action="store_true", help="do not binarise features")
     c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    c.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=50,
+        help="epochs between checkpoints in the output folder (default 50; 0: only at the end)",
+    )
+    c.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint in the output folder (same graph and settings)",
+    )
     c.set_defaults(func=cmd_cluster)
 
     par = sub.add_parser(
         "parity", help="the same inputs through every installed backend: differences and timings"
     )
-    par.add_argument("--reps", type=int, default=20)
+    par.add_argument("--reps", type=int, default=20, help="timed repetitions (>= 1)")
     par.set_defaults(func=cmd_parity)
 
     info = sub.add_parser("info", help="version, installed backends and their versions")
@@ -269,22 +364,33 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; every failure ends with one line on stderr and exit status 2
+    (130 for Ctrl-C), never a stack trace (set DMON_DEBUG=1 to see one)."""
     args = parser().parse_args(argv)
     if args.command == "cluster":
         builtin = {"sbm": (4, 300), "karate": (2, 300)}.get(args.graph, (16, 1000))
         args.clusters = builtin[0] if args.clusters is None else args.clusters
         args.epochs = builtin[1] if args.epochs is None else args.epochs
-        if args.epochs < 1:
-            print("dmon: error: --epochs must be >= 1", file=sys.stderr)
-            return 2
+    if args.command == "parity" and args.reps < 1:
+        print("dmon: error: --reps must be an int >= 1", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args))
     except UsageError as err:
-        print(f"dmon: error: {err}", file=sys.stderr)
+        print(f"dmon: error: {_one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dmon: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if os.environ.get("DMON_DEBUG"):
+            raise
+        print(f"dmon: error: {type(err).__name__}: {_one_line(str(err))}", file=sys.stderr)
+        return 2
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":

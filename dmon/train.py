@@ -9,15 +9,21 @@ logits; Adam, learning rate 1e-3; full-batch epochs; hard clusters by argmax.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
+import random
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dmon import checkpoint as ckpt
 from dmon import metrics
 from dmon.data import Graph
 
@@ -26,6 +32,14 @@ KERAS_BACKENDS = ("jax", "tensorflow", "torch")
 
 class BackendError(RuntimeError):
     """A backend that is unknown, not installed, or not the one Keras already runs."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Training met a non-finite loss; nothing after the last good epoch is kept."""
+
+    def __init__(self, message: str, epoch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
 
 
 @dataclass
@@ -43,6 +57,37 @@ class ClusterResult:
     """Per epoch: `loss` (weighted total), `spectral_loss`, `cluster_loss`."""
     seconds: float = 0.0
     backend: str = ""
+    epochs_completed: int = 0
+    """Epochs behind the result (fewer than asked when interrupted)."""
+    interrupted: bool = False
+    """Stopped early by Ctrl-C (SIGINT), after a complete epoch."""
+    resumed_from: int | None = None
+    """The checkpoint's epoch when the run was resumed, else `None`."""
+
+
+def check_setting(name: str, value: Any) -> None:
+    """Raise `ValueError` (`TypeError` for a wrong type) unless `value` is a valid
+    setting `name` of `cluster`. One rule set for the Python API and the command line."""
+    rules: dict[str, tuple[type, Callable[[Any], bool], str]] = {
+        "k": (int, lambda v: v >= 2, "an int >= 2"),
+        "epochs": (int, lambda v: v >= 1, "an int >= 1"),
+        "learning_rate": (float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+        "dropout": (float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"),
+        "collapse_regularization": (
+            float,
+            lambda v: math.isfinite(v) and v >= 0,
+            "a finite number >= 0",
+        ),
+        "hidden": (int, lambda v: v >= 1, "an int >= 1"),
+        "seed": (int, lambda v: 0 <= v < 2**32, "an int in [0, 2**32)"),
+        "checkpoint_every": (int, lambda v: v >= 0, "an int >= 0 (0: no checkpoints)"),
+    }
+    kind, ok, want = rules[name]
+    numeric = (int, np.integer) if kind is int else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, numeric):
+        raise TypeError(f"{name} must be {want}; got {value!r}")
+    if not ok(value):
+        raise ValueError(f"{name} must be {want}; got {value!r}")
 
 
 def select_backend(backend: str | None) -> str:
@@ -104,6 +149,9 @@ def cluster(
     hidden: int = 64,
     seed: int = 0,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 50,
+    resume: bool = False,
 ) -> ClusterResult:
     """Cluster `graph` into at most `k` clusters with DMoN, trained on `backend`.
 
@@ -120,23 +168,73 @@ def cluster(
         hidden: GCN units (64).
         seed: seeds Python, NumPy and the backend; a run is reproducible on a backend.
         on_epoch: called as `on_epoch(epoch, logs)` after every epoch (progress bars).
+        checkpoint: a `.npz` path for training checkpoints (see `dmon.checkpoint`):
+            model, optimizer and RNG state and the history, written atomically every
+            `checkpoint_every` epochs, at the last epoch and when interrupted.
+        checkpoint_every: epochs between checkpoints (0: only the last one).
+        resume: continue from `checkpoint`, which must come from a run with the same
+            graph and settings (`epochs` may differ). The result equals that of an
+            uninterrupted run with the same seed on the same backend.
+
+    Ctrl-C (SIGINT, when called from the main thread) stops after the current epoch and
+    returns the result so far with `interrupted=True`; a second Ctrl-C raises
+    `KeyboardInterrupt` at once.
 
     Returns:
         A `ClusterResult`.
+
+    Raises:
+        ValueError / TypeError: a setting out of range (see `check_setting`).
+        TrainingDiverged: a non-finite loss; the message names the epoch, and the last
+            checkpoint (of a finite epoch) is kept.
+        dmon.checkpoint.CheckpointError: `resume` without a usable checkpoint of this run.
     """
-    if not 2 <= k <= graph.num_nodes:
+    settings = {
+        "k": k,
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "dropout": dropout,
+        "collapse_regularization": collapse_regularization,
+        "hidden": hidden,
+        "seed": seed,
+        "checkpoint_every": checkpoint_every,
+    }
+    for key, value in settings.items():
+        check_setting(key, value)
+    if k > graph.num_nodes:
         raise ValueError(f"k (number of clusters) must be in [2, N = {graph.num_nodes}]; got {k}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1; got {epochs}")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs the `checkpoint` path to resume from")
     name = select_backend(backend)
     import keras
 
     from dmon.layers.keras import DMoNPooling, GCNConv
 
-    keras.utils.set_random_seed(seed)
     n, f = graph.features.shape
     ei, w = graph.edge_index()
     ei = ei.astype(np.int32)  # JAX's default integer; ids < 2³¹ on every backend
+    run = {
+        "graph": ckpt.graph_fingerprint(ei, w, graph.features),
+        "backend": name,
+        **{key: float(v) if isinstance(v, float) else int(v) for key, v in settings.items()},
+    }
+    del run["checkpoint_every"]
+    state = None
+    if resume:
+        assert checkpoint is not None
+        state = ckpt.load(checkpoint)
+        changed = ckpt.differences(state.settings, run)
+        if changed:
+            raise ckpt.CheckpointError(
+                f"{checkpoint}: made by a run with other settings (different {', '.join(changed)}); "
+                "resume with the same graph and settings, or start afresh without resuming"
+            )
+        if state.epoch > epochs:
+            raise ckpt.CheckpointError(
+                f"{checkpoint}: already at epoch {state.epoch}, past epochs = {epochs}"
+            )
+
+    keras.utils.set_random_seed(seed)
     e = ei.shape[1]
     x_in = keras.Input((n, f), batch_size=1, name="x")
     ei_in = keras.Input((2, e), batch_size=1, dtype="int32", name="edge_index")
@@ -150,22 +248,181 @@ def cluster(
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=name != "torch")
     data = [graph.features[None], ei[None], w[None]]
     history: dict[str, list[float]] = {"loss": [], "spectral_loss": [], "cluster_loss": []}
+    start = 0
+    if state is not None:
+        _restore(keras, model, state, checkpoint)
+        history = {key: list(state.history.get(key, [])) for key in history}
+        start = state.epoch
+
+    def save(epoch: int) -> None:
+        if checkpoint is not None:
+            ckpt.save(
+                checkpoint,
+                ckpt.Checkpoint(
+                    epoch,
+                    run,
+                    _values(keras, model.variables),
+                    _values(keras, model.optimizer.variables),
+                    history,
+                    _rng_state(name),
+                ),
+            )
+
+    stop = _InterruptFlag()
+    outcome: dict[str, Any] = {"done": start}
 
     class Record(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             row = {"loss": float((logs or {}).get("loss", np.nan))}
             for key in ("spectral", "cluster"):
                 row[f"{key}_loss"] = float(keras.ops.convert_to_numpy(pool_layer.last_losses[key]))
+            if not all(math.isfinite(v) for v in row.values()):
+                outcome["diverged"] = (epoch + 1, row)
+                self.model.stop_training = True
+                return  # nothing of this epoch is kept, and no checkpoint is written
             for key, value in row.items():
                 history[key].append(value)
+            outcome["done"] = epoch + 1
             if on_epoch is not None:
                 on_epoch(epoch + 1, row)
+            last = epoch + 1 == epochs
+            if stop.raised or last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0):
+                save(epoch + 1)
+            if stop.raised:
+                self.model.stop_training = True
 
     t0 = time.perf_counter()
-    model.fit(data, epochs=epochs, batch_size=1, verbose=0, shuffle=False, callbacks=[Record()])
+    if start < epochs:
+        with stop:
+            model.fit(
+                data,
+                epochs=epochs,
+                initial_epoch=start,
+                batch_size=1,
+                verbose=0,
+                shuffle=False,
+                callbacks=[Record()],
+            )
+    elif checkpoint is not None:
+        save(start)  # a finished run resumed: nothing to train
     seconds = time.perf_counter() - t0
+    if "diverged" in outcome:
+        epoch, row = outcome["diverged"]
+        kept = (
+            f"; the last checkpoint (epoch {_checkpoint_epoch(checkpoint)}) is kept in {checkpoint}"
+            if checkpoint is not None and Path(checkpoint).is_file()
+            else ""
+        )
+        values = ", ".join(f"{k} {v:.4g}" for k, v in row.items())
+        raise TrainingDiverged(
+            f"training diverged at epoch {epoch}: non-finite loss ({values}); lower the "
+            f"learning rate or check the features{kept}",
+            epoch,
+        )
     probabilities = np.asarray(model.predict(data, batch_size=1, verbose=0))[0]
+    if not np.all(np.isfinite(probabilities)):
+        raise TrainingDiverged(
+            "the trained model gives non-finite assignments; lower the learning rate or check the features",
+            outcome["done"],
+        )
     assignments = probabilities.argmax(-1)
     return ClusterResult(
-        assignments, probabilities, evaluate(graph, assignments), history, seconds, name
+        assignments,
+        probabilities,
+        evaluate(graph, assignments),
+        history,
+        seconds,
+        name,
+        epochs_completed=outcome["done"],
+        interrupted=stop.raised and outcome["done"] < epochs,
+        resumed_from=None if state is None else state.epoch,
     )
+
+
+def _values(keras: Any, variables: Any) -> list[tuple[str, np.ndarray]]:
+    return [(v.path, np.asarray(keras.ops.convert_to_numpy(v))) for v in variables]
+
+
+def _restore(keras: Any, model: Any, state: ckpt.Checkpoint, where: Any) -> None:
+    """Assign a checkpoint's values to the model's and optimizer's variables, matched by
+    path, shape and dtype (the optimizer is built first)."""
+    model.optimizer.build(model.trainable_variables)
+    for kind, variables, saved in (
+        ("model", model.variables, state.model),
+        ("optimizer", model.optimizer.variables, state.optimizer),
+    ):
+        have = [(v.path, tuple(v.shape)) for v in variables]
+        want = [(name, tuple(value.shape)) for name, value in saved]
+        if have != want:
+            raise ckpt.CheckpointError(
+                f"{where}: its {kind} variables do not match this model's; start afresh"
+            )
+        for var, (_, value) in zip(variables, saved, strict=True):
+            var.assign(value.astype(keras.backend.standardize_dtype(var.dtype)))
+    _set_rng_state(state.rng)
+
+
+def _rng_state(backend: str) -> list[tuple[str, np.ndarray]]:
+    """The global generators' states: Python's and NumPy's (Keras draws default seeds
+    from them) and, on torch, torch's (Keras' unseeded dropout uses it)."""
+    version, words, _ = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state: list[tuple[str, np.ndarray]] = [
+        ("python", np.asarray([version, *words], dtype=np.int64)),
+        ("numpy", np.asarray(keys, dtype=np.uint32)),
+        ("numpy_extra", np.asarray([pos, has_gauss, cached], dtype=np.float64)),
+    ]
+    if backend == "torch":
+        import torch
+
+        state.append(("torch", torch.get_rng_state().numpy()))
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                state.append((f"torch_cuda_{i}", s.numpy()))
+    return state
+
+
+def _set_rng_state(saved: list[tuple[str, np.ndarray]]) -> None:
+    state = dict(saved)
+    if "python" in state:
+        version, *words = (int(v) for v in state["python"])
+        random.setstate((version, tuple(words), None))
+    if "numpy" in state and "numpy_extra" in state:
+        pos, has_gauss, cached = state["numpy_extra"].tolist()
+        np.random.set_state(("MT19937", state["numpy"], int(pos), int(has_gauss), cached))
+    if "torch" in state:
+        import torch
+
+        torch.set_rng_state(torch.from_numpy(state["torch"].copy()))
+        for key, value in state.items():
+            if key.startswith("torch_cuda_") and torch.cuda.is_available():
+                torch.cuda.set_rng_state(torch.from_numpy(value.copy()), int(key.rsplit("_", 1)[1]))
+
+
+def _checkpoint_epoch(path: Any) -> int | str:
+    try:
+        return ckpt.load(path).epoch
+    except ckpt.CheckpointError:
+        return "?"
+
+
+class _InterruptFlag:
+    """While active (in the main thread), the first SIGINT sets `raised` instead of
+    raising `KeyboardInterrupt`; the second one raises as usual."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.raised = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self) -> _InterruptFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
