@@ -45,7 +45,10 @@ def resolve(
     if not leaves:
         raise TypeError(f"{where}: needs at least one array input")
     if backend is not None:
-        ops = backend_by_name(backend)
+        try:
+            ops = backend_by_name(backend)
+        except (ValueError, ImportError) as err:
+            raise type(err)(f"{where}: {err}") from None
         return ops, {
             k: (None if v is None else _convert(where, k, ops, v)) for k, v in arrays.items()
         }
@@ -90,7 +93,9 @@ def _leaves(where: str, arrays: dict[str, object]) -> Iterable[tuple[str, object
 def _convert(where: str, key: str, ops: ArrayOps, value: Any) -> Any:
     if isinstance(value, SparseGraph):
         return value.map_arrays(ops.asarray)
-    if not ops.is_sparse(value) and hasattr(value, "tocoo"):  # scipy.sparse to another backend
+    if ops.is_sparse(value):  # already this backend's sparse type (scipy for NumPy)
+        return value
+    if hasattr(value, "tocoo"):  # scipy.sparse to another backend
         if value.shape[0] != value.shape[1]:
             raise ValueError(
                 f"{where}: the sparse `{key}` must be square (N, N); got shape {tuple(value.shape)}"

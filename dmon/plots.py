@@ -44,7 +44,7 @@ def spectral_layout(adjacency: Any, seed: int = 0) -> np.ndarray:
     """2-D positions from the two leading non-trivial eigenvectors of the normalised
     adjacency (a Laplacian eigenmap), jittered so that twins do not overlap."""
     from scipy import sparse
-    from scipy.sparse.linalg import eigsh
+    from scipy.sparse.linalg import ArpackError, eigsh
 
     a = sparse.csr_matrix(adjacency, dtype=np.float64)
     n = a.shape[0]
@@ -52,9 +52,13 @@ def spectral_layout(adjacency: Any, seed: int = 0) -> np.ndarray:
     d = sparse.diags(1 / np.sqrt(deg))
     m = d @ a @ d
     rng = np.random.default_rng(seed)
-    if n <= 3:
-        return rng.normal(size=(n, 2))
-    vals, vecs = eigsh(m, k=3, which="LA", v0=rng.random(n))
+    if n <= 3 or a.nnz == 0:  # nothing to embed: a circle
+        angle = 2 * np.pi * np.arange(n) / max(n, 1)
+        return np.stack([np.cos(angle), np.sin(angle)], 1) + 0.03 * rng.normal(size=(n, 2))
+    try:
+        vals, vecs = eigsh(m, k=3, which="LA", v0=rng.random(n))
+    except ArpackError:  # e.g. a graph of self-loops only: no Arnoldi factorization
+        return spectral_layout(sparse.csr_matrix((n, n)), seed)
     pos = vecs[:, np.argsort(vals)[::-1][1:3]] / np.sqrt(deg)[:, None]
     pos = pos / (np.abs(pos).max(0) + 1e-12)
     return pos + 0.03 * rng.normal(size=pos.shape)
