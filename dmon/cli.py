@@ -75,13 +75,20 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         features = None
         if args.features is not None:
             features = data.load_features(args.features)
-        graph = data.load(
-            args.graph,
-            num_nodes=None if features is None else features.shape[0],
-            symmetrize=not args.directed,
-            drop_self_loops=not args.keep_self_loops,
-            binarize_features=not args.raw_features,
-        )
+        try:
+            graph = data.load(
+                args.graph,
+                num_nodes=None if features is None else features.shape[0],
+                symmetrize=not args.directed,
+                drop_self_loops=not args.keep_self_loops,
+                binarize_features=not args.raw_features,
+            )
+        except data.GraphFormatError as err:
+            if features is None or "num_nodes" not in str(err):
+                raise
+            raise data.GraphFormatError(
+                f"{err} (N from the {features.shape[0]} rows of {args.features})"
+            ) from None
         if features is not None:
             if features.shape[0] != graph.num_nodes:
                 raise data.GraphFormatError(

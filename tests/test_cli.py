@@ -114,5 +114,113 @@ def test_features_file_of_the_wrong_size(tmp_path) -> None:
     np.save(tmp_path / "f.npy", np.ones((2, 4)))
     _one_line_error(
         _dmon("cluster", str(tmp_path / "e.csv"), "--features", str(tmp_path / "f.npy")),
-        "features must have shape (N, F) with N = 3 nodes",
+        "node id 2 is out of range for num_nodes = 2 (N from the 2 rows of",
     )
+
+
+BAD_ARGUMENTS = [
+    (["--lr", "nan"], "--lr must be a finite number > 0; got nan"),
+    (["--lr", "-1"], "--lr must be a finite number > 0; got -1.0"),
+    (["--lr", "inf"], "--lr must be a finite number > 0; got inf"),
+    (["--dropout", "1.0"], "--dropout must be a number in [0, 1); got 1.0"),
+    (["--dropout", "-0.1"], "--dropout must be a number in [0, 1)"),
+    (["--hidden", "0"], "--hidden must be an int >= 1; got 0"),
+    (["--seed", "-1"], "--seed must be an int in [0, 2**32); got -1"),
+    (["--seed", str(2**32)], "--seed must be an int in [0, 2**32)"),
+    (["--epochs", "0"], "--epochs must be an int >= 1; got 0"),
+    (["--clusters", "1"], "--clusters must be an int >= 2; got 1"),
+    (["--collapse-regularization", "nan"], "--collapse-regularization must be a finite number >= 0"),
+    (["--checkpoint-every", "-5"], "--checkpoint-every must be an int >= 0"),
+    (["--clusters", "x"], "argument --clusters/-k: invalid int value: 'x'"),
+    (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD_ARGUMENTS, ids=[" ".join(a) for a, _ in BAD_ARGUMENTS])
+def test_bad_arguments_are_one_line_before_any_work(capsys, tmp_path, argv, message) -> None:
+    out = tmp_path / "never"
+    try:
+        code = cli.main(["cluster", *argv, "--out", str(out)])
+    except SystemExit as exit_:  # argparse's own errors (type, unknown option)
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in err, err
+    assert not out.exists()  # nothing created before the arguments were checked
+
+
+def test_argparse_errors_exit_2_with_one_line() -> None:
+    for argv in (["cluster", "--clusters", "x"], ["nonsense"], ["parity", "--reps", "0"]):
+        res = _dmon(*argv)
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+
+
+def test_out_must_be_writable_before_training(tmp_path) -> None:
+    edges = tmp_path / "e.csv"
+    edges.write_text("0,1\n1,2\n2,3\n")
+    existing = tmp_path / "a_file"
+    existing.write_text("x")
+    if importlib.util.find_spec("keras") is None or not any(
+        importlib.util.find_spec(b) for b in KERAS_BACKENDS
+    ):
+        pytest.skip("the output check follows the backend check")
+    _one_line_error(
+        _dmon("cluster", str(edges), "-k", "2", "--out", str(existing)),
+        f"--out {existing}: exists and is not a folder",
+    )
+    _one_line_error(
+        _dmon("cluster", str(edges), "-k", "2", "--out", str(existing / "sub")),
+        "cannot write there",
+    )
+
+
+def test_a_figure_that_fails_loses_nothing(tmp_path, capsys, monkeypatch) -> None:
+    keras = pytest.importorskip("keras")
+    pytest.importorskip(keras.backend.backend())
+    pytest.importorskip("matplotlib")
+    from dmon import plots
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("ARPACK error -9999:\nno Arnoldi factorization")
+
+    monkeypatch.setattr(plots, "clusters", broken)
+    out = tmp_path / "run"
+    code = cli.main(["cluster", "--epochs", "5", "--out", str(out), "--quiet"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "dmon: warning: clusters.png not drawn (RuntimeError: ARPACK error -9999: no Arnoldi factorization)" in err
+    for name in ("assignments.csv", "metrics.json", "history.csv", "loss.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert not (out / "clusters.png").exists()
+    assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+def test_graph_of_self_loops_only_is_drawn(tmp_path) -> None:
+    keras = pytest.importorskip("keras")
+    pytest.importorskip(keras.backend.backend())
+    pytest.importorskip("matplotlib")
+    edges = tmp_path / "loops.csv"
+    edges.write_text("0,0\n1,1\n2,2\n3,3\n")
+    out = tmp_path / "run"
+    code = cli.main(
+        ["cluster", str(edges), "-k", "2", "--keep-self-loops", "--epochs", "3", "--out", str(out), "-q"]
+    )
+    assert code == 0 and (out / "clusters.png").stat().st_size > 0
+
+
+def test_unexpected_errors_are_one_line(monkeypatch, capsys) -> None:
+    def boom(args):
+        raise RuntimeError("something\nunforeseen")
+
+    monkeypatch.setattr(cli, "cmd_info", boom)
+    monkeypatch.delenv("DMON_DEBUG", raising=False)
+    p = cli.parser()
+    monkeypatch.setattr(cli, "parser", lambda: p)
+    for action in p._subparsers._group_actions[0].choices.values():  # type: ignore[union-attr]
+        if action.prog.endswith("info"):
+            action.set_defaults(func=boom)
+    assert cli.main(["info"]) == 2
+    err = capsys.readouterr().err
+    assert err == "dmon: error: RuntimeError: something unforeseen\n"
