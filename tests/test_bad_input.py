@@ -48,64 +48,314 @@ def _other(backend: str) -> str:
 # backend under test. Classes: missing, type, framework, shape, dtype, values, sparse.
 CASES: list[tuple[str, Callable[[Callable[[Any], Any], str], Any], type, str]] = [
     # --- missing inputs
-    ("x None", lambda t, b: dmon.pool(None, t(a1), t(l1)), TypeError, r"dmon.pool: `x` is required; got None"),
-    ("adj None", lambda t, b: dmon.pool(t(x1), None, t(l1)), TypeError, r"dmon.pool: `adj` is required"),
+    (
+        "x None",
+        lambda t, b: dmon.pool(None, t(a1), t(l1)),
+        TypeError,
+        r"dmon.pool: `x` is required; got None",
+    ),
+    (
+        "adj None",
+        lambda t, b: dmon.pool(t(x1), None, t(l1)),
+        TypeError,
+        r"dmon.pool: `adj` is required",
+    ),
     ("logits None", lambda t, b: dmon.pool(t(x1), t(a1), None), TypeError, r"`logits` is required"),
-    ("s None", lambda t, b: dmon.cluster_loss(None), TypeError, r"dmon.cluster_loss: `s` is required"),
-    ("spectral adj None", lambda t, b: dmon.spectral_loss(None, t(l1)), TypeError, r"dmon.spectral_loss: `adj` is required"),
-    ("gcn adj None", lambda t, b: dmon.gcn_normalize(None), TypeError, r"dmon.gcn_normalize: `adj` is required"),
-    ("spmm dense None", lambda t, b: dmon.spmm(_graph(t), None), TypeError, r"dmon.spmm: `dense` is required"),
-    ("edge_index None", lambda t, b: dmon.pool(t(x1), dmon.SparseGraph(None), t(l1)), TypeError, r"`adj.edge_index` is required"),
+    (
+        "s None",
+        lambda t, b: dmon.cluster_loss(None),
+        TypeError,
+        r"dmon.cluster_loss: `s` is required",
+    ),
+    (
+        "spectral adj None",
+        lambda t, b: dmon.spectral_loss(None, t(l1)),
+        TypeError,
+        r"dmon.spectral_loss: `adj` is required",
+    ),
+    (
+        "gcn adj None",
+        lambda t, b: dmon.gcn_normalize(None),
+        TypeError,
+        r"dmon.gcn_normalize: `adj` is required",
+    ),
+    (
+        "spmm dense None",
+        lambda t, b: dmon.spmm(_graph(t), None),
+        TypeError,
+        r"dmon.spmm: `dense` is required",
+    ),
+    (
+        "edge_index None",
+        lambda t, b: dmon.pool(t(x1), dmon.SparseGraph(None), t(l1)),
+        TypeError,
+        r"`adj.edge_index` is required",
+    ),
     # --- not an array: the argument is named
-    ("x list", lambda t, b: dmon.pool([[1.0] * 3] * 6, t(a1), t(l1)), TypeError, r"`x` must be a numpy.ndarray.*got builtins.list"),
-    ("adj scalar", lambda t, b: dmon.pool(t(x1), 1.0, t(l1)), TypeError, r"`adj` must be .*got builtins.float"),
-    ("logits str", lambda t, b: dmon.pool(t(x1), t(a1), "logits"), TypeError, r"`logits` must be .*got builtins.str"),
-    ("mask list", lambda t, b: dmon.pool(t(x1), t(a1), t(l1), [1] * 6), TypeError, r"`mask` must be .*got builtins.list"),
-    ("s dict", lambda t, b: dmon.orthogonality_loss({"s": 1}), TypeError, r"dmon.orthogonality_loss: `s` must be .*got builtins.dict"),
-    ("edge_weight list", lambda t, b: dmon.pool(t(x1), _graph(t, edge_weight=[1.0] * E), t(l1)), TypeError, r"`adj.edge_weight` must be .*got builtins.list"),
+    (
+        "x list",
+        lambda t, b: dmon.pool([[1.0] * 3] * 6, t(a1), t(l1)),
+        TypeError,
+        r"`x` must be a numpy.ndarray.*got builtins.list",
+    ),
+    (
+        "adj scalar",
+        lambda t, b: dmon.pool(t(x1), 1.0, t(l1)),
+        TypeError,
+        r"`adj` must be .*got builtins.float",
+    ),
+    (
+        "logits str",
+        lambda t, b: dmon.pool(t(x1), t(a1), "logits"),
+        TypeError,
+        r"`logits` must be .*got builtins.str",
+    ),
+    (
+        "mask list",
+        lambda t, b: dmon.pool(t(x1), t(a1), t(l1), [1] * 6),
+        TypeError,
+        r"`mask` must be .*got builtins.list",
+    ),
+    (
+        "s dict",
+        lambda t, b: dmon.orthogonality_loss({"s": 1}),
+        TypeError,
+        r"dmon.orthogonality_loss: `s` must be .*got builtins.dict",
+    ),
+    (
+        "edge_weight list",
+        lambda t, b: dmon.pool(t(x1), _graph(t, edge_weight=[1.0] * E), t(l1)),
+        TypeError,
+        r"`adj.edge_weight` must be .*got builtins.list",
+    ),
     # --- two frameworks
-    ("edge_weight other framework", lambda t, b: dmon.pool(t(x1), _graph(t, edge_weight=to_backend(_other(b), np.ones(E))), t(l1)), TypeError, r"different frameworks: `x` is .* but `adj.edge_weight` is"),
-    ("batch other framework", lambda t, b: dmon.pool(t(x1), _graph(t, batch=to_backend(_other(b), np.zeros(6, np.int64))), t(l1)), TypeError, r"different frameworks: .*`adj.batch` is"),
-    ("logits other framework", lambda t, b: dmon.pool(t(x1), t(a1), to_backend(_other(b), l1)), TypeError, r"different frameworks: `x` is .* but `logits` is"),
+    (
+        "edge_weight other framework",
+        lambda t, b: dmon.pool(
+            t(x1), _graph(t, edge_weight=to_backend(_other(b), np.ones(E))), t(l1)
+        ),
+        TypeError,
+        r"different frameworks: `x` is .* but `adj.edge_weight` is",
+    ),
+    (
+        "batch other framework",
+        lambda t, b: dmon.pool(
+            t(x1), _graph(t, batch=to_backend(_other(b), np.zeros(6, np.int64))), t(l1)
+        ),
+        TypeError,
+        r"different frameworks: .*`adj.batch` is",
+    ),
+    (
+        "logits other framework",
+        lambda t, b: dmon.pool(t(x1), t(a1), to_backend(_other(b), l1)),
+        TypeError,
+        r"different frameworks: `x` is .* but `logits` is",
+    ),
     # --- shapes
-    ("x 1-D", lambda t, b: dmon.pool(t(x1[0]), t(a1), t(l1)), ValueError, r"`x` must have shape \(B, N, F\) or \(N, F\); got 1-D shape \(3,\)"),
-    ("adj not square", lambda t, b: dmon.pool(t(x1), t(a1[:, :5]), t(l1)), ValueError, r"`adj` must be square"),
-    ("N differs", lambda t, b: dmon.pool(t(x1), t(a1), t(l1[:5])), ValueError, r"node counts N differ \(6 vs 5\)"),
-    ("C = 0", lambda t, b: dmon.pool(t(x1), t(a1), t(l1[:, :0])), ValueError, r"`logits` needs C >= 1 clusters"),
-    ("mask shape", lambda t, b: dmon.pool(t(X), t(A), t(LOGITS), t(MASK[:, :4])), ValueError, r"`mask` must have shape \(B, N\) = \(2, 6\)"),
-    ("spmm dense 1-D", lambda t, b: dmon.spmm(_graph(t), t(np.ones(6))), ValueError, r"dmon.spmm: `dense` must have shape \(N, K\); got shape \(6,\)"),
+    (
+        "x 1-D",
+        lambda t, b: dmon.pool(t(x1[0]), t(a1), t(l1)),
+        ValueError,
+        r"`x` must have shape \(B, N, F\) or \(N, F\); got 1-D shape \(3,\)",
+    ),
+    (
+        "adj not square",
+        lambda t, b: dmon.pool(t(x1), t(a1[:, :5]), t(l1)),
+        ValueError,
+        r"`adj` must be square",
+    ),
+    (
+        "N differs",
+        lambda t, b: dmon.pool(t(x1), t(a1), t(l1[:5])),
+        ValueError,
+        r"node counts N differ \(6 vs 5\)",
+    ),
+    (
+        "C = 0",
+        lambda t, b: dmon.pool(t(x1), t(a1), t(l1[:, :0])),
+        ValueError,
+        r"`logits` needs C >= 1 clusters",
+    ),
+    (
+        "mask shape",
+        lambda t, b: dmon.pool(t(X), t(A), t(LOGITS), t(MASK[:, :4])),
+        ValueError,
+        r"`mask` must have shape \(B, N\) = \(2, 6\)",
+    ),
+    (
+        "spmm dense 1-D",
+        lambda t, b: dmon.spmm(_graph(t), t(np.ones(6))),
+        ValueError,
+        r"dmon.spmm: `dense` must have shape \(N, K\); got shape \(6,\)",
+    ),
     # --- dtypes
-    ("int x", lambda t, b: dmon.pool(t(x1.astype(np.int32)), t(a1), t(l1)), TypeError, r"`x` must be a floating array .* got dtype int32"),
-    ("bool adj", lambda t, b: dmon.pool(t(x1), t(a1 > 0), t(l1)), TypeError, r"`adj` must be a floating array .* got dtype bool"),
-    ("dtypes differ", lambda t, b: dmon.pool(t(x1), t(a1.astype(np.float32)), t(l1)), TypeError, r"`x` has dtype float64 but `adj` has dtype float32"),
-    ("spmm int dense", lambda t, b: dmon.spmm(_graph(t), t(np.ones((6, 2), np.int64))), TypeError, r"dmon.spmm: `dense` must be floating"),
+    (
+        "int x",
+        lambda t, b: dmon.pool(t(x1.astype(np.int32)), t(a1), t(l1)),
+        TypeError,
+        r"`x` must be a floating array .* got dtype int32",
+    ),
+    (
+        "bool adj",
+        lambda t, b: dmon.pool(t(x1), t(a1 > 0), t(l1)),
+        TypeError,
+        r"`adj` must be a floating array .* got dtype bool",
+    ),
+    (
+        "dtypes differ",
+        lambda t, b: dmon.pool(t(x1), t(a1.astype(np.float32)), t(l1)),
+        TypeError,
+        r"`x` has dtype float64 but `adj` has dtype float32",
+    ),
+    (
+        "spmm int dense",
+        lambda t, b: dmon.spmm(_graph(t), t(np.ones((6, 2), np.int64))),
+        TypeError,
+        r"dmon.spmm: `dense` must be floating",
+    ),
     # --- values (eager)
-    ("negative weights", lambda t, b: dmon.pool(t(x1), t(-a1), t(l1)), ValueError, r"`adj` has negative edge weights"),
-    ("one negative degree", lambda t, b: dmon.pool(t(x1), t(a1 - 10 * np.eye(6)[0]), t(l1)), ValueError, r"`adj` has negative edge weights \(graph 0"),
-    ("negative weights, 2nd graph", lambda t, b: dmon.pool(t(X), t(A * np.array([1.0, -1.0])[:, None, None]), t(LOGITS)), ValueError, r"graph 1 of the batch"),
-    ("spectral negative weights", lambda t, b: dmon.spectral_loss(t(-a1), t(np.full((6, 4), 0.25))), ValueError, r"dmon.spectral_loss: `adj` has negative edge weights"),
-    ("NaN mask", lambda t, b: dmon.pool(t(X), t(A), t(LOGITS), t(np.where(MASK, 1.0, np.nan))), ValueError, r"`mask` holds NaN or Inf"),
+    (
+        "negative weights",
+        lambda t, b: dmon.pool(t(x1), t(-a1), t(l1)),
+        ValueError,
+        r"`adj` has negative edge weights",
+    ),
+    (
+        "one negative degree",
+        lambda t, b: dmon.pool(t(x1), t(a1 - 10 * np.eye(6)[0]), t(l1)),
+        ValueError,
+        r"`adj` has negative edge weights \(graph 0",
+    ),
+    (
+        "negative weights, 2nd graph",
+        lambda t, b: dmon.pool(t(X), t(A * np.array([1.0, -1.0])[:, None, None]), t(LOGITS)),
+        ValueError,
+        r"graph 1 of the batch",
+    ),
+    (
+        "spectral negative weights",
+        lambda t, b: dmon.spectral_loss(t(-a1), t(np.full((6, 4), 0.25))),
+        ValueError,
+        r"dmon.spectral_loss: `adj` has negative edge weights",
+    ),
+    (
+        "NaN mask",
+        lambda t, b: dmon.pool(t(X), t(A), t(LOGITS), t(np.where(MASK, 1.0, np.nan))),
+        ValueError,
+        r"`mask` holds NaN or Inf",
+    ),
     # --- sparse
-    ("edge id past N", lambda t, b: dmon.pool(t(x1), dmon.SparseGraph(t(np.array([[0, 6], [1, 0]]))), t(l1)), ValueError, r"`edge_index` holds node id 6, out of range for N = 6"),
-    ("negative edge id", lambda t, b: dmon.pool(t(x1), dmon.SparseGraph(t(np.array([[0, -1], [1, 0]]))), t(l1)), ValueError, r"negative node id \(-1\)"),
-    ("edge_index (3, E)", lambda t, b: dmon.pool(t(x1), dmon.SparseGraph(t(np.zeros((3, 2), np.int64))), t(l1)), ValueError, r"`edge_index` must have shape \(2, E\)"),
-    ("float edge_index", lambda t, b: dmon.pool(t(x1), dmon.SparseGraph(t(EDGES.astype(np.float64))), t(l1)), TypeError, r"`edge_index` must be an integer array"),
-    ("edge_weight length", lambda t, b: dmon.pool(t(x1), _graph(t, edge_weight=t(np.ones(E + 1))), t(l1)), ValueError, r"`edge_weight` must have shape \(E,\)"),
-    ("negative edge_weight", lambda t, b: dmon.pool(t(x1), _graph(t, edge_weight=t(-np.ones(E))), t(l1)), ValueError, r"`adj.edge_weight` holds a negative weight"),
-    ("batch unsorted", lambda t, b: dmon.pool(t(x1), dmon.SparseGraph(t(np.zeros((2, 0), np.int64)), batch=t(np.array([0, 1, 0, 1, 1, 1]))), t(l1)), ValueError, r"`batch` must be sorted"),
-    ("batch length", lambda t, b: dmon.pool(t(x1), _graph(t, batch=t(np.zeros(5, np.int64))), t(l1)), ValueError, r"`batch` must have shape \(N,\) = \(6,\)"),
-    ("edge across graphs", lambda t, b: dmon.pool(t(x1), dmon.SparseGraph(t(np.array([[0, 1, 2], [1, 0, 4]])), batch=t(np.array([0, 0, 0, 1, 1, 1]))), t(l1)), ValueError, r"edge 2 \(2 -> 4\) joins node 2 of graph 0 and node 4 of graph 1"),
-    ("num_graphs too small", lambda t, b: dmon.pool(t(x1), _graph(t, batch=t(np.array([0, 0, 0, 0, 0, 1])), num_graphs=1), t(l1)), ValueError, r"num_graphs = 1 but `batch` holds graph id 1"),
-    ("num_graphs 0", lambda t, b: dmon.pool(t(x1), _graph(t, batch=t(np.zeros(6, np.int64)), num_graphs=0), t(l1)), ValueError, r"SparseGraph `num_graphs` must be an int >= 1; got 0"),
-    ("mask with sparse", lambda t, b: dmon.pool(t(x1), _graph(t), t(l1), t(np.ones(6))), ValueError, r"`mask` is for dense batches"),
-    ("sparse with batched x", lambda t, b: dmon.pool(t(X), _graph(t), t(LOGITS)), ValueError, r"with a sparse `adj`, `x` must be node-level"),
-    ("gcn_normalize_sparse num_nodes", lambda t, b: dmon.gcn_normalize_sparse(_graph(t), -1), ValueError, r"`num_nodes` must be an int >= 0; got -1"),
-    ("backend name", lambda t, b: dmon.pool(t(x1), t(a1), t(l1), backend="mxnet"), ValueError, r"backend must be one of"),
+    (
+        "edge id past N",
+        lambda t, b: dmon.pool(t(x1), dmon.SparseGraph(t(np.array([[0, 6], [1, 0]]))), t(l1)),
+        ValueError,
+        r"`edge_index` holds node id 6, out of range for N = 6",
+    ),
+    (
+        "negative edge id",
+        lambda t, b: dmon.pool(t(x1), dmon.SparseGraph(t(np.array([[0, -1], [1, 0]]))), t(l1)),
+        ValueError,
+        r"negative node id \(-1\)",
+    ),
+    (
+        "edge_index (3, E)",
+        lambda t, b: dmon.pool(t(x1), dmon.SparseGraph(t(np.zeros((3, 2), np.int64))), t(l1)),
+        ValueError,
+        r"`edge_index` must have shape \(2, E\)",
+    ),
+    (
+        "float edge_index",
+        lambda t, b: dmon.pool(t(x1), dmon.SparseGraph(t(EDGES.astype(np.float64))), t(l1)),
+        TypeError,
+        r"`edge_index` must be an integer array",
+    ),
+    (
+        "edge_weight length",
+        lambda t, b: dmon.pool(t(x1), _graph(t, edge_weight=t(np.ones(E + 1))), t(l1)),
+        ValueError,
+        r"`edge_weight` must have shape \(E,\)",
+    ),
+    (
+        "negative edge_weight",
+        lambda t, b: dmon.pool(t(x1), _graph(t, edge_weight=t(-np.ones(E))), t(l1)),
+        ValueError,
+        r"`adj.edge_weight` holds a negative weight",
+    ),
+    (
+        "batch unsorted",
+        lambda t, b: dmon.pool(
+            t(x1),
+            dmon.SparseGraph(t(np.zeros((2, 0), np.int64)), batch=t(np.array([0, 1, 0, 1, 1, 1]))),
+            t(l1),
+        ),
+        ValueError,
+        r"`batch` must be sorted",
+    ),
+    (
+        "batch length",
+        lambda t, b: dmon.pool(t(x1), _graph(t, batch=t(np.zeros(5, np.int64))), t(l1)),
+        ValueError,
+        r"`batch` must have shape \(N,\) = \(6,\)",
+    ),
+    (
+        "edge across graphs",
+        lambda t, b: dmon.pool(
+            t(x1),
+            dmon.SparseGraph(
+                t(np.array([[0, 1, 2], [1, 0, 4]])), batch=t(np.array([0, 0, 0, 1, 1, 1]))
+            ),
+            t(l1),
+        ),
+        ValueError,
+        r"edge 2 \(2 -> 4\) joins node 2 of graph 0 and node 4 of graph 1",
+    ),
+    (
+        "num_graphs too small",
+        lambda t, b: dmon.pool(
+            t(x1), _graph(t, batch=t(np.array([0, 0, 0, 0, 0, 1])), num_graphs=1), t(l1)
+        ),
+        ValueError,
+        r"num_graphs = 1 but `batch` holds graph id 1",
+    ),
+    (
+        "num_graphs 0",
+        lambda t, b: dmon.pool(
+            t(x1), _graph(t, batch=t(np.zeros(6, np.int64)), num_graphs=0), t(l1)
+        ),
+        ValueError,
+        r"SparseGraph `num_graphs` must be an int >= 1; got 0",
+    ),
+    (
+        "mask with sparse",
+        lambda t, b: dmon.pool(t(x1), _graph(t), t(l1), t(np.ones(6))),
+        ValueError,
+        r"`mask` is for dense batches",
+    ),
+    (
+        "sparse with batched x",
+        lambda t, b: dmon.pool(t(X), _graph(t), t(LOGITS)),
+        ValueError,
+        r"with a sparse `adj`, `x` must be node-level",
+    ),
+    (
+        "gcn_normalize_sparse num_nodes",
+        lambda t, b: dmon.gcn_normalize_sparse(_graph(t), -1),
+        ValueError,
+        r"`num_nodes` must be an int >= 0; got -1",
+    ),
+    (
+        "backend name",
+        lambda t, b: dmon.pool(t(x1), t(a1), t(l1), backend="mxnet"),
+        ValueError,
+        r"backend must be one of",
+    ),
 ]
 
 
 @pytest.mark.parametrize("what,call,exc,pattern", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gets_a_dmon_error(backend: str, what: str, call, exc: type, pattern: str) -> None:
+def test_bad_input_gets_a_dmon_error(
+    backend: str, what: str, call, exc: type, pattern: str
+) -> None:
     with pytest.raises(exc, match=pattern) as info:
         call(lambda a: to_backend(backend, a), backend)
     assert info.value.__cause__ is None, "translated from a framework error"
@@ -122,13 +372,17 @@ def test_non_square_native_sparse_matrix(backend: str) -> None:
             np.ones((6, 7))
         ),
     }[backend]()
-    with pytest.raises(ValueError, match=r"dmon.pool: a sparse `adj` must be square \(N, N\); got shape \(6, 7\)"):
+    with pytest.raises(
+        ValueError, match=r"dmon.pool: a sparse `adj` must be square \(N, N\); got shape \(6, 7\)"
+    ):
         dmon.pool(to_backend(backend, x1), native, to_backend(backend, l1))
 
 
 def test_scipy_to_another_backend_must_be_square(backend: str) -> None:
     sp = pytest.importorskip("scipy.sparse")
-    with pytest.raises(ValueError, match=r"sparse `adj` must be square \(N, N\); got shape \(6, 7\)"):
+    with pytest.raises(
+        ValueError, match=r"sparse `adj` must be square \(N, N\); got shape \(6, 7\)"
+    ):
         dmon.pool(x1, sp.csr_matrix(np.ones((6, 7))), l1, backend=backend)
 
 
@@ -153,7 +407,9 @@ def test_nan_or_inf_adjacency_never_gives_a_finite_spectral_loss(backend: str) -
     for bad in (np.nan, np.inf):
         a = a1.copy()
         a[0, 1] = a[1, 0] = bad
-        assert np.isnan(to_numpy(dmon.spectral_loss(to_backend(backend, a), to_backend(backend, s))))
+        assert np.isnan(
+            to_numpy(dmon.spectral_loss(to_backend(backend, a), to_backend(backend, s)))
+        )
         out = _all(dmon.pool(*(to_backend(backend, v) for v in (x1, a, l1))))
         assert np.isnan(out[3]), out[3]
 
@@ -173,7 +429,10 @@ def test_masked_padding_is_never_read(backend: str) -> None:
     x[~MASK], logits[~MASK] = np.nan, np.inf
     clean_x, clean_l = np.where(MASK[..., None], X, 0.0), np.where(MASK[..., None], LOGITS, 0.0)
     t = lambda a: to_backend(backend, a)  # noqa: E731
-    got, want = _all(dmon.pool(t(x), t(A), t(logits), t(MASK))), brute_force(clean_x, A, clean_l, MASK)
+    got, want = (
+        _all(dmon.pool(t(x), t(A), t(logits), t(MASK))),
+        brute_force(clean_x, A, clean_l, MASK),
+    )
     for name, g, w in zip(dmon.DMoNOutput._fields, got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=name)
     if backend == "numpy":
@@ -210,8 +469,15 @@ def test_scale_invariance_in_float32(backend: str) -> None:
     ref = brute_force(X, A, LOGITS, MASK)[3]
     for scale in (1e-30, 1e-20, 1e20, 1e30):
         args = (X, A * scale, LOGITS, MASK)
-        out = dmon.pool(*(to_backend(backend, v.astype(np.float32) if v.dtype == np.float64 else v) for v in args))
-        assert math.isclose(float(to_numpy(out.spectral_loss)), ref, rel_tol=1e-5, abs_tol=1e-6), scale
+        out = dmon.pool(
+            *(
+                to_backend(backend, v.astype(np.float32) if v.dtype == np.float64 else v)
+                for v in args
+            )
+        )
+        assert math.isclose(float(to_numpy(out.spectral_loss)), ref, rel_tol=1e-5, abs_tol=1e-6), (
+            scale
+        )
 
 
 def test_negative_weights_under_compilation_give_nan(framework: str) -> None:

@@ -129,7 +129,10 @@ BAD_ARGUMENTS = [
     (["--seed", str(2**32)], "--seed must be an int in [0, 2**32)"),
     (["--epochs", "0"], "--epochs must be an int >= 1; got 0"),
     (["--clusters", "1"], "--clusters must be an int >= 2; got 1"),
-    (["--collapse-regularization", "nan"], "--collapse-regularization must be a finite number >= 0"),
+    (
+        ["--collapse-regularization", "nan"],
+        "--collapse-regularization must be a finite number >= 0",
+    ),
     (["--checkpoint-every", "-5"], "--checkpoint-every must be an int >= 0"),
     (["--clusters", "x"], "argument --clusters/-k: invalid int value: 'x'"),
     (["--no-such-option"], "unrecognized arguments: --no-such-option"),
@@ -190,7 +193,10 @@ def test_a_figure_that_fails_loses_nothing(tmp_path, capsys, monkeypatch) -> Non
     code = cli.main(["cluster", "--epochs", "5", "--out", str(out), "--quiet"])
     assert code == 0
     err = capsys.readouterr().err
-    assert "dmon: warning: clusters.png not drawn (RuntimeError: ARPACK error -9999: no Arnoldi factorization)" in err
+    assert (
+        "dmon: warning: clusters.png not drawn (RuntimeError: ARPACK error -9999: no Arnoldi factorization)"
+        in err
+    )
     for name in ("assignments.csv", "metrics.json", "history.csv", "loss.png"):
         assert (out / name).stat().st_size > 0, name
     assert not (out / "clusters.png").exists()
@@ -205,7 +211,18 @@ def test_graph_of_self_loops_only_is_drawn(tmp_path) -> None:
     edges.write_text("0,0\n1,1\n2,2\n3,3\n")
     out = tmp_path / "run"
     code = cli.main(
-        ["cluster", str(edges), "-k", "2", "--keep-self-loops", "--epochs", "3", "--out", str(out), "-q"]
+        [
+            "cluster",
+            str(edges),
+            "-k",
+            "2",
+            "--keep-self-loops",
+            "--epochs",
+            "3",
+            "--out",
+            str(out),
+            "-q",
+        ]
     )
     assert code == 0 and (out / "clusters.png").stat().st_size > 0
 

@@ -72,7 +72,10 @@ def test_malformed_npz(tmp_path) -> None:
     with pytest.raises(data.GraphFormatError, match=r"text.npz: not a .npz \(zip\) file"):
         data.load_npz(tmp_path / "text.npz")
     _write_npz(tmp_path / "badlabels.npz", np.ones((3, 3)), labels=np.array([0, 1]))
-    with pytest.raises(data.GraphFormatError, match=r"badlabels.npz: labels must have shape \(N,\) = \(3,\); got \(2,\)"):
+    with pytest.raises(
+        data.GraphFormatError,
+        match=r"badlabels.npz: labels must have shape \(N,\) = \(3,\); got \(2,\)",
+    ):
         data.load_npz(tmp_path / "badlabels.npz")
     with pytest.raises(data.GraphFormatError, match=r"missing.npz: no such file"):
         data.load(str(tmp_path / "missing.npz"))

@@ -109,7 +109,9 @@ def test_loss_functions_validate_too() -> None:
 
 
 def test_unsupported_input_type() -> None:
-    with pytest.raises(TypeError, match=r"dmon.pool: `x` must be a numpy.ndarray.*got builtins.list"):
+    with pytest.raises(
+        TypeError, match=r"dmon.pool: `x` must be a numpy.ndarray.*got builtins.list"
+    ):
         dmon.pool([[1.0]], A, LOGITS)
 
 
