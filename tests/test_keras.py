@@ -411,3 +411,53 @@ def test_sparse_model_fits_one_large_graph(jit_compile: bool) -> None:
     modularity = -float(dmon.spectral_loss(a[0].astype(np.float64), np.eye(3)[s_out.argmax(-1)]))
     truth = -float(dmon.spectral_loss(a[0].astype(np.float64), np.eye(3)[labels]))
     assert modularity > 0.5 * truth, (modularity, truth)
+
+
+def test_integer_dense_adjacency_is_not_read_as_edge_index() -> None:
+    """An integer 0/1 `(N, N)` matrix (and a boolean one) is a dense adjacency: the same
+    outputs as the floating one. Only an integer `(2, E)` is an `edge_index`."""
+    x, a, _, _ = random_batch(2, b=1, n=7, f=3, c=3)
+    a = (a > 0).astype(np.float64)  # 0/1, so that the integer copies are the same matrix
+    layer = DMoNPooling(3)
+    want = layer(np32(x[0], a[0]))
+    for adj in (a[0].astype(np.int32), a[0].astype(np.int64), a[0] > 0):
+        got = layer([x[0].astype(np.float32), adj])
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(to_np(g), to_np(w), **TOL32)
+    gcn = GCNConv(4)
+    np.testing.assert_allclose(
+        to_np(gcn([x[0].astype(np.float32), a[0].astype(np.int32)])),
+        to_np(gcn(np32(x[0], a[0]))),
+        **TOL32,
+    )
+
+
+def test_nan_padding_reaches_neither_outputs_nor_gradients() -> None:
+    """Masked rows of `x` are zeroed before the MLP: NaN padding gives the outputs and
+    the weight gradients of zero padding."""
+    x, a, _, mask = random_batch(4, b=2, n=8, f=3, c=3, masked=True)
+    x_nan = np.where(mask[..., None], x, np.nan).astype(np.float32)
+    x_zero = np.where(mask[..., None], x, 0.0).astype(np.float32)
+    layer = DMoNPooling(3, ortho_weight=1.0)
+    layer([x_zero, a.astype(np.float32), mask])
+    for got, want in zip(
+        layer([x_nan, a.astype(np.float32), mask]),
+        layer([x_zero, a.astype(np.float32), mask]),
+        strict=True,
+    ):
+        assert np.all(np.isfinite(to_np(got)))
+        np.testing.assert_allclose(to_np(got), to_np(want), **TOL32)
+    inputs = keras.Input((8, 3)), keras.Input((8, 8)), keras.Input((8,), dtype="bool")
+    model = keras.Model(list(inputs), layer(list(inputs))[0])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
+    model.fit([x_nan, a.astype(np.float32), mask], epochs=2, batch_size=2, verbose=0)
+    for w in layer.trainable_weights:
+        assert np.all(np.isfinite(to_np(w))), w.path
+
+
+def test_none_adjacency_is_named() -> None:
+    x, _, _, _ = random_batch(0, b=1, n=4, f=3, c=2)
+    with pytest.raises(TypeError, match=r"DMoNPooling: `adj` is required; got None"):
+        DMoNPooling(2)([x[0].astype(np.float32), None])
+    with pytest.raises(TypeError, match=r"GCNConv: `adj` is required; got None"):
+        GCNConv(2)([x[0].astype(np.float32), None])

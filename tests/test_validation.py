@@ -132,3 +132,23 @@ def test_torch_module_arguments() -> None:
         ValueError, match=r"x must have shape \(B, N, 4\) or \(N, 4\); got \(2, 6, 3\)"
     ):
         DMoNPooling(4, 2)(torch.zeros(2, 6, 3), torch.zeros(2, 6, 6))
+
+
+def test_module_names_a_dtype_mismatch_and_ignores_nan_padding() -> None:
+    torch = pytest.importorskip("torch")
+    from dmon.layers.torch import DMoNPooling
+
+    module = DMoNPooling(3, 2)
+    with pytest.raises(
+        TypeError,
+        match=r"DMoNPooling: `x` has dtype float64 but the module's parameters are float32",
+    ):
+        module(torch.zeros(5, 3, dtype=torch.float64), torch.zeros(5, 5, dtype=torch.float64))
+    x = torch.randn(2, 5, 3)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    x[~mask] = float("nan")
+    out = module(x, torch.rand(2, 5, 5), mask)
+    (out.x.sum() + out[3] + out[4] + out[5]).backward()
+    for p in module.parameters():
+        assert torch.isfinite(p.grad).all()
+    assert all(torch.isfinite(v).all() for v in out)
