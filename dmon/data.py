@@ -125,7 +125,7 @@ def _finish(
             features = np.asarray(features)
     except (TypeError, ValueError) as err:
         raise GraphFormatError(f"{source}: not a matrix ({err})") from None
-    _check_graph(source, a, features, labels)
+    check_graph(source, a, features, labels)
     a, f = preprocess(a, features, **prep)
     notes = []
     if f is None:
@@ -138,10 +138,18 @@ def _finish(
     return Graph(a.tocsr(), f.astype(np.float32), lab, name, notes)
 
 
-def _check_graph(source: str, a: Any, features: Any, labels: Any) -> None:
-    """Every loader's graph, before preprocessing: a square adjacency of at least one
-    node with finite, non-negative, real weights; features `(N, F)` finite and real;
-    labels `(N,)`. `O(E + N·F)`."""
+def check_graph(source: str, a: Any, features: Any, labels: Any) -> None:
+    """Every loader's graph, before preprocessing (and `dmon.cluster`'s): a square
+    SciPy adjacency of at least one node with finite, non-negative, real weights;
+    features `(N, F)` finite and real; labels `(N,)`. `O(E + N·F)`.
+
+    Raises:
+        GraphFormatError: naming `source` and the problem.
+    """
+    if not sparse.issparse(a):
+        raise GraphFormatError(
+            f"{source}: the adjacency must be a SciPy sparse matrix; got {type(a).__name__}"
+        )
     n = a.shape[0]
     if a.shape[0] != a.shape[1]:
         raise GraphFormatError(f"{source}: the adjacency must be square; got shape {a.shape}")
@@ -304,7 +312,11 @@ def load_edgelist(path: str | Path, *, num_nodes: int | None = None, **prep: boo
         ]
     except csv.Error as err:
         raise GraphFormatError(f"{path}: not a delimited edge list ({err})") from None
-    rows = [[c for c in r if c != ""] for r in rows]
+    if delimiter is None:  # runs of spaces separate one field
+        rows = [[c for c in r if c != ""] for r in rows]
+    for lineno, r in enumerate(rows, start=1):
+        if "" in (c.strip() for c in r):
+            raise GraphFormatError(f"{path}: line {lineno} has an empty field ({r})")
     if len(rows[0]) >= 2 and _is_header(rows[0], rows[1] if len(rows) > 1 else None):
         rows = rows[1:]
     if not rows:

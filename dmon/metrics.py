@@ -45,6 +45,8 @@ def _labels(labels: Any, n: int | None = None, name: str = "labels") -> np.ndarr
         raise ValueError(
             f"`{name}` must have shape ({n if n is not None else 'N'},); got {arr.shape}"
         )
+    if arr.dtype.kind not in "biufUS" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr))):
+        raise ValueError(f"`{name}` must be finite integers or strings; got dtype {arr.dtype}")
     _, codes = np.unique(arr, return_inverse=True)
     return codes.astype(np.int64)
 

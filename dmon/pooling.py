@@ -148,6 +148,28 @@ def _select(ops: ArrayOps, mask: Array | None, v: Array) -> Array:
 # --- public API ----------------------------------------------------------------------
 
 
+def zero_masked_rows(x: Array, mask: Array, *, backend: str | None = None) -> Array:
+    """`x` with the rows of masked-out nodes set to 0: `where(mask, x, 0)`.
+
+    For the layers' MLPs, which run before `pool`: selecting (not multiplying, since
+    `0 · NaN = NaN`) keeps NaN padding out of the logits and of the MLP's gradients.
+
+    Args:
+        x: `(B, N, F)` or `(N, F)` node values.
+        mask: `(B, N)` (or `(N,)`) boolean/0-1 mask; any non-zero entry is valid.
+
+    Returns:
+        An array of the shape and dtype of `x`.
+    """
+    where = "dmon.zero_masked_rows"
+    ops, args = resolve(where, {"x": x, "mask": mask}, backend, required=("x", "mask"))
+    batch = prepare(ops, where, x=args["x"], mask=args["mask"])
+    out = _select(ops, batch.arrays["mask"], batch.arrays["x"])
+    if len(ops.shape(args["x"])) == 2:
+        out = out[0]
+    return out if batch.compute_dtype == batch.dtype else ops.astype(out, batch.dtype)
+
+
 def pool(
     x: Array,
     adj: Array,

@@ -25,7 +25,7 @@ import numpy as np
 
 from dmon import checkpoint as ckpt
 from dmon import metrics
-from dmon.data import Graph
+from dmon.data import Graph, check_graph
 
 KERAS_BACKENDS = ("jax", "tensorflow", "torch")
 
@@ -110,6 +110,11 @@ def select_backend(backend: str | None) -> str:
         if backend is None:
             raise BackendError(
                 "no deep-learning framework installed: pip install 'dmon[jax,cluster]' (or torch, tensorflow)"
+            )
+        if backend not in KERAS_BACKENDS:
+            raise BackendError(
+                f"KERAS_BACKEND={backend!r} is not one of {', '.join(KERAS_BACKENDS)}; "
+                "set it to one of them, or pass the backend explicitly"
             )
     if importlib.util.find_spec(backend) is None:
         raise BackendError(f"backend {backend!r} is not installed: pip install 'dmon[{backend}]'")
@@ -201,6 +206,11 @@ def cluster(
     }
     for key, value in settings.items():
         check_setting(key, value)
+    if not isinstance(graph, Graph):
+        raise TypeError(
+            f"graph must be a dmon.data.Graph (see dmon.data.load); got {type(graph).__name__}"
+        )
+    check_graph(graph.name, graph.adjacency, graph.features, graph.labels)
     if k > graph.num_nodes:
         raise ValueError(f"k (number of clusters) must be in [2, N = {graph.num_nodes}]; got {k}")
     if resume and checkpoint is None:

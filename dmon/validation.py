@@ -117,6 +117,10 @@ def prepare(
 
     ref_shape = shapes[first]
     batch = ref_shape[0] if len(ref_shape) == 3 else 1
+    if batch == 0:
+        raise ValueError(
+            f"{where}: `{first}` has shape {fmt_shape(ref_shape)}: a batch needs at least one graph (B >= 1)"
+        )
     n_nodes = ref_shape[-2]
     arrays: dict[str, Any] = {
         k: (ops.expand_dims(v, 0) if len(shapes[k]) == 2 else v) for k, v in given.items()

@@ -241,3 +241,10 @@ def test_unexpected_errors_are_one_line(monkeypatch, capsys) -> None:
     assert cli.main(["info"]) == 2
     err = capsys.readouterr().err
     assert err == "dmon: error: RuntimeError: something unforeseen\n"
+
+
+def test_unknown_keras_backend_variable() -> None:
+    _one_line_error(
+        _dmon("cluster", env={"KERAS_BACKEND": "mxnet"}),
+        "KERAS_BACKEND='mxnet' is not one of jax, tensorflow, torch",
+    )

@@ -188,6 +188,7 @@ EDGES = [
     ("word weight", _text("0,1,heavy\n"), r"edge 1: weight 'heavy' is not a number"),
     ("one field", _text("0,1\n2\n"), r"edge 2 has 1 fields"),
     ("four fields", _text("0,1,1,1\n"), r"edge 1 has 4 fields"),
+    ("empty field", _text("0,,1\n"), r"line 1 has an empty field"),
     ("comments only", _text("# nothing\n"), r"no edges"),
     ("header only", _text("src,dst,weight\n"), r"no edges"),
     ("binary", _bytes(bytes(range(256)) * 4), r"not a text edge list"),

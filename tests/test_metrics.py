@@ -104,3 +104,13 @@ def test_graph_without_edges_and_bad_input() -> None:
         metrics.modularity(a, labels[:3])
     with pytest.raises(ValueError, match=r"`adj` must be square \(N, N\); got shape \(3, 4\)"):
         metrics.modularity(np.zeros((3, 4)), labels[:3])
+
+
+def test_labels_and_weights_must_be_finite() -> None:
+    a = np.ones((3, 3))
+    with pytest.raises(ValueError, match=r"`labels` must be finite integers or strings"):
+        metrics.modularity(a, np.array([0.0, np.nan, 1.0]))
+    with pytest.raises(ValueError, match=r"`adj` holds NaN or Inf weights"):
+        metrics.modularity(a * np.nan, np.array([0, 1, 1]))
+    with pytest.raises(ValueError, match=r"`adj` holds a negative weight"):
+        metrics.conductance(-a, np.array([0, 1, 1]))

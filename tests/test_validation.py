@@ -126,6 +126,10 @@ def test_torch_module_arguments() -> None:
 
     with pytest.raises(ValueError, match=r"k must be a positive int .* got 0"):
         DMoNPooling(4, 0)
+    with pytest.raises(ValueError, match=r"k must be a positive int .* got True"):
+        DMoNPooling(4, True)
+    with pytest.raises(ValueError, match=r"channels must be positive ints; got \[4, 0\]"):
+        DMoNPooling([4, 0], 2)
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\); got 1.5"):
         DMoNPooling(4, 2, dropout=1.5)
     with pytest.raises(

@@ -15,8 +15,8 @@ from keras import ops as K
 
 from dmon.graph import gcn_normalize, gcn_normalize_sparse, spmm
 from dmon.ops import get_backend
-from dmon.pooling import pool
-from dmon.sparse import SparseGraph
+from dmon.pooling import pool, zero_masked_rows
+from dmon.sparse_graph import SparseGraph
 
 _PACKAGE = "dmon"
 
@@ -331,10 +331,8 @@ class DMoNPooling(keras.layers.Layer):
         else:
             x, adj, lead = _sparse_inputs("DMoNPooling", x, adj, rest)
             mask = None
-        if mask is not None and tuple(mask.shape) == tuple(x.shape[:-1]):
-            # Masked rows never reach the MLP: NaN padding would poison its gradients.
-            # (A mask of the wrong shape is left to dmon.pool's error.)
-            x = K.where(K.expand_dims(K.not_equal(mask, 0), -1), x, K.zeros_like(x))
+        if mask is not None:  # masked rows never reach the MLP (NaN padding, gradients)
+            x = zero_masked_rows(x, mask)
         logits = x
         for dense in self.mlp:
             logits = dense(logits)

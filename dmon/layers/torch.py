@@ -11,7 +11,7 @@ import itertools
 import torch
 from torch import Tensor
 
-from dmon.pooling import DMoNOutput, pool
+from dmon.pooling import DMoNOutput, pool, zero_masked_rows
 
 
 class MLP(torch.nn.Module):
@@ -72,7 +72,11 @@ class DMoNPooling(torch.nn.Module):
                 f"channels must be an int or a list of ints; got {type(channels).__name__}"
             )
         channels = [channels] if isinstance(channels, int) else list(channels)
-        if not isinstance(k, int) or k < 1:
+        if not channels or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in channels
+        ):
+            raise ValueError(f"channels must be positive ints; got {channels!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int (number of clusters); got {k!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {dropout}")
@@ -101,11 +105,8 @@ class DMoNPooling(torch.nn.Module):
                 f"parameters are {str(weight.dtype).removeprefix('torch.')}; convert one of them "
                 f"(e.g. module.to({x.dtype}) or x.to({weight.dtype}))"
             )
-        if isinstance(mask, Tensor) and tuple(mask.shape) == tuple(x.shape[:-1]):
-            # Masked rows never reach the MLP: NaN padding would poison its gradients.
-            # (A mask of the wrong shape is left to dmon.pool's error.)
-            keep = mask if mask.dtype == torch.bool else mask != 0
-            x = torch.where(keep.unsqueeze(-1), x, 0.0)
+        if mask is not None:  # masked rows never reach the MLP (NaN padding, gradients)
+            x = zero_masked_rows(x, mask)
         logits = torch.nn.functional.dropout(self.mlp(x), self.dropout, training=self.training)
         return pool(x, adj, logits, mask)
 
