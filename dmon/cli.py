@@ -246,10 +246,45 @@ def _write_outputs(out: Path, graph: Any, result: Any, args: argparse.Namespace)
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
-    from dmon.parity import report
+    if args.model is None:  # dmon's own pooling on every installed backend
+        if args.inputs is not None:
+            raise UsageError("--inputs needs a MODEL.keras to feed")
+        from dmon.parity import report as own_report
 
-    print(report(args.reps))
-    return 0
+        print(own_report(args.reps))
+        return 0
+    from dmon import testing
+    from dmon.files import atomic_write
+
+    if args.inputs is None:
+        raise UsageError("dmon parity MODEL.keras needs --inputs INPUTS.npz")
+    backends = (
+        None
+        if args.backends is None
+        else [b.strip() for b in args.backends.split(",") if b.strip()]
+    )
+    try:
+        report = testing.compare_backends(
+            args.model,
+            args.inputs,
+            backends,
+            rtol=args.rtol,
+            atol=args.atol,
+            grads=not args.no_grads,
+            dtype=args.dtype,
+            imports=args.imports,
+            require_all=args.require_all,
+        )
+    except testing.ParityUsageError as err:
+        raise UsageError(str(err)) from None
+    print(report)
+    if args.json is not None:
+        try:
+            with atomic_write(args.json) as fh:
+                fh.write(json.dumps(report.to_dict(), indent=2))
+        except OSError as err:
+            raise UsageError(f"--json {args.json}: cannot write ({err.strerror or err})") from None
+    return 0 if report.agree else 1
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -362,7 +397,49 @@ def parser() -> argparse.ArgumentParser:
     par = sub.add_parser(
         "parity", help="the same inputs through every installed backend: differences and timings"
     )
-    par.add_argument("--reps", type=int, default=20, help="timed repetitions (>= 1)")
+    par.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        help="a Keras .keras model to compare across backends (none: dmon's own pooling)",
+    )
+    par.add_argument(
+        "--inputs", default=None, help="the model's inputs: .npz, by input name or in order"
+    )
+    par.add_argument(
+        "--backends",
+        default=None,
+        help="comma-separated, default every installed one of jax,tensorflow,torch",
+    )
+    par.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE in every backend process first (custom layers); repeatable",
+    )
+    par.add_argument(
+        "--rtol",
+        type=float,
+        default=None,
+        help="relative tolerance (default 1e-4; 1e-9 in float64)",
+    )
+    par.add_argument(
+        "--atol",
+        type=float,
+        default=None,
+        help="absolute tolerance (default 1e-5; 1e-12 in float64)",
+    )
+    par.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    par.add_argument("--no-grads", action="store_true", help="compare outputs and losses only")
+    par.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
+    par.add_argument(
+        "--require-all", action="store_true", help="a backend that is not installed is an error"
+    )
+    par.add_argument(
+        "--reps", type=int, default=20, help="without a model: timed repetitions (>= 1)"
+    )
     par.set_defaults(func=cmd_parity)
 
     info = sub.add_parser("info", help="version, installed backends and their versions")
