@@ -43,8 +43,9 @@ class Checkpoint:
     beside the model's own seed state (torch's unseeded dropout uses torch's)."""
 
 
-def graph_fingerprint(*arrays: np.ndarray) -> str:
-    """SHA-256 of the arrays' dtypes, shapes and bytes: the graph a run was trained on."""
+def arrays_sha256(*arrays: np.ndarray) -> str:
+    """SHA-256 of the arrays' dtypes, shapes and bytes (a graph a run was trained on, the
+    weights a model loaded)."""
     h = hashlib.sha256()
     for a in arrays:
         a = np.ascontiguousarray(a)

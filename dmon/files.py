@@ -22,29 +22,18 @@ def atomic_write(path: str | Path, mode: str = "w", **open_kwargs: object) -> It
         with atomic_write(out / "metrics.json") as fh:
             fh.write(text)
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **open_kwargs) as fh:  # type: ignore[call-overload]
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_path(path: str | Path) -> contextlib.AbstractContextManager[Path]:
-    """A temporary path beside `path` for writers that want a file name (matplotlib's
-    `savefig`); renamed onto `path` when the block ends without an error."""
-    return _atomic_path(Path(path))
+    with atomic_path(path) as tmp, open(tmp, mode, **open_kwargs) as fh:  # type: ignore[call-overload]
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 @contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path`, renamed onto `path` (with the permissions a new
+    file would get) when the block ends without an error, removed otherwise. For
+    writers that want a file name, such as matplotlib's `savefig`."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:

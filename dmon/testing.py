@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import importlib
 import importlib.util
 import json
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dmon.checkpoint import arrays_sha256
 
 BACKENDS = ("jax", "tensorflow", "torch")
 TOLERANCES = {"float32": (1e-4, 1e-5), "float64": (1e-9, 1e-12)}
@@ -505,7 +506,9 @@ def _worker(
         raise ParityUsageError(
             f"{model_path}: cannot load in safe mode ({type(err).__name__}: {' '.join(str(err).split())[:300]})"
         ) from None
-    weights_hash = _hash([np.asarray(keras.ops.convert_to_numpy(w)) for w in model.weights])
+    weights_hash = arrays_sha256(
+        *(np.asarray(keras.ops.convert_to_numpy(w)) for w in model.weights)
+    )
     if dtype == "float64":
         model = _as_float64(keras, model)
     arrays = _match_inputs(keras, model, inputs_path, dtype)
@@ -536,15 +539,6 @@ def _worker(
     }
     result["meta"] = np.asarray(json.dumps(meta))
     np.savez(out_path, **result)  # type: ignore[arg-type]
-
-
-def _hash(arrays: list[np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def _as_float64(keras: Any, model: Any) -> Any:

@@ -224,7 +224,7 @@ def cluster(
     ei, w = graph.edge_index()
     ei = ei.astype(np.int32)  # JAX's default integer; ids < 2³¹ on every backend
     run = {
-        "graph": ckpt.graph_fingerprint(ei, w, graph.features),
+        "graph": ckpt.arrays_sha256(ei, w, graph.features),
         "backend": name,
         **{key: float(v) if isinstance(v, float) else int(v) for key, v in settings.items()},
     }
