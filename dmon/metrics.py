@@ -139,21 +139,39 @@ def nmi(labels_true: Any, labels_pred: Any) -> float:
     return float(max(mi, 0.0) / denom) if denom > 0 else 0.0
 
 
-def pairwise_scores(labels_true: Any, labels_pred: Any) -> dict[str, float]:
-    """Pairwise precision, recall and F1 by counting node pairs.
+def pairwise_scores(
+    labels_true: Any, labels_pred: Any, *, method: str = "pairs"
+) -> dict[str, float]:
+    """Pairwise precision, recall and F1.
 
-    A pair is predicted-positive when both nodes share a predicted cluster and truly
-    positive when they share a true class: precision = |both| / |predicted|, recall =
-    |both| / |true|. (google-research's `pairwise_precision` uses a max-overlap shortcut
-    and can differ.)
+    `method="pairs"` (default) counts node pairs: a pair is predicted-positive when both
+    nodes share a predicted cluster and truly positive when they share a true class;
+    precision = |both| / |predicted|, recall = |both| / |true|.
+
+    `method="max_overlap"` is google-research's DMoN code (`metrics.pairwise_precision`
+    and `pairwise_recall`, the paper's F1): with the contingency table `C` (true classes
+    × clusters), `tᵢ = maxⱼ C_ij` and `pⱼ = maxᵢ C_ij`, it counts
+    `TP = Σᵢ tᵢ(tᵢ − 1)`, `FP = Σᵢ 2 tᵢ (nᵢ − tᵢ)`, `FN = Σⱼ 2 pⱼ (mⱼ − pⱼ)` (`nᵢ`, `mⱼ`
+    the row and column sums): only each class's and cluster's largest overlap counts,
+    so it is not a pair count and can differ much from `"pairs"`.
     """
+    if method not in ("pairs", "max_overlap"):
+        raise ValueError(f"method must be 'pairs' or 'max_overlap'; got {method!r}")
     table = _contingency(labels_true, labels_pred)
+    if method == "max_overlap":
+        t, p = table.max(axis=1), table.max(axis=0)
+        tp = float(np.sum(t * (t - 1)))
+        fp = float(np.sum(2 * t * (table.sum(axis=1) - t)))
+        fn = float(np.sum(2 * p * (table.sum(axis=0) - p)))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+    else:
 
-    def pairs(v: np.ndarray) -> float:
-        return float(np.sum(v * (v - 1) / 2))
+        def pairs(v: np.ndarray) -> float:
+            return float(np.sum(v * (v - 1) / 2))
 
-    both, predicted, true = pairs(table), pairs(table.sum(0)), pairs(table.sum(1))
-    precision = both / predicted if predicted else 0.0
-    recall = both / true if true else 0.0
+        both, predicted, true = pairs(table), pairs(table.sum(0)), pairs(table.sum(1))
+        precision = both / predicted if predicted else 0.0
+        recall = both / true if true else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1}

@@ -22,6 +22,23 @@ def _pyplot() -> Any:
     return plt
 
 
+def cluster_colors(k: int) -> list[tuple[float, float, float]]:
+    """`k` RGB colours whose neighbouring ids get far-apart hues: hue `i · φ` (the golden
+    ratio's fractional part, so ids `i` and `i + 1` differ by 0.38 of the hue circle at
+    least), with lightness alternating every few ids so that distant ids landing on close
+    hues still differ. Cluster ids are arbitrary, but `tab20`'s neighbours are pairs of
+    one hue (two oranges, two blues): clusters side by side looked alike."""
+    import colorsys
+
+    golden = (5**0.5 - 1) / 2
+    colours = []
+    for i in range(k):
+        hue = (i * golden) % 1.0
+        light, sat = ((0.45, 0.75), (0.62, 0.85), (0.35, 0.6))[(i // 3) % 3]
+        colours.append(colorsys.hls_to_rgb(hue, light, sat))
+    return colours
+
+
 def loss_curves(history: dict[str, list[float]], path: Path) -> None:
     """Total, spectral and collapse loss per epoch."""
     plt = _pyplot()
@@ -69,7 +86,7 @@ def clusters(graph: Graph, assignments: np.ndarray, probabilities: np.ndarray, p
     node size = cluster size (large ones). Returns which one was drawn."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 6.5))
-    cmap = plt.get_cmap("tab20")
+    palette = cluster_colors(probabilities.shape[1])
     if graph.num_nodes <= DRAW_GRAPH_MAX_NODES:
         pos = spectral_layout(graph.adjacency)
         coo = graph.adjacency.tocoo()
@@ -81,7 +98,7 @@ def clusters(graph: Graph, assignments: np.ndarray, probabilities: np.ndarray, p
         ax.scatter(
             pos[:, 0],
             pos[:, 1],
-            c=[cmap(c % 20) for c in assignments],
+            c=[palette[c] for c in assignments],
             s=18,
             edgecolors="k",
             linewidths=0.3,
@@ -107,7 +124,7 @@ def clusters(graph: Graph, assignments: np.ndarray, probabilities: np.ndarray, p
             pos[:, 0],
             pos[:, 1],
             s=3000 * sizes[used] / sizes.max(),
-            c=[cmap(c % 20) for c in used],
+            c=[palette[c] for c in used],
             edgecolors="k",
             zorder=2,
         )

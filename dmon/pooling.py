@@ -29,7 +29,8 @@ class DMoNOutput(NamedTuple):
     adj: Array
     """`(B, C, C)` pooled adjacency `D^-1/2 (SᵀAS with zero diagonal) D^-1/2`."""
     spectral_loss: Array
-    """Scalar: `-(Tr(SᵀAS) - ‖Sᵀd‖²/2m) / 2m`, mean over the batch."""
+    """Scalar: `-(Tr(SᵀAS) - γ‖Sᵀd‖²/2m) / 2m` (`γ` the resolution, default 1), mean
+    over the batch."""
     ortho_loss: Array
     """Scalar: `‖SᵀS/‖SᵀS‖_F - I/√C‖_F`, mean over the batch."""
     cluster_loss: Array
@@ -84,18 +85,34 @@ def _coarsen(ops: ArrayOps, adj: Array, s: Array) -> tuple[Array, Array, Array]:
 
 
 def _spectral_per_graph(
-    ops: ArrayOps, out_adj: Array, s_d: Array, two_m: Array, negative: Array
+    ops: ArrayOps, out_adj: Array, s_d: Array, two_m: Array, negative: Array, resolution: float
 ) -> Array:
-    """`-(Tr(SᵀAS)/2m - Σ_c ((Sᵀd)_c / 2m)²)`: the paper's `-(Tr(SᵀAS) - ‖Sᵀd‖²/2m)/2m`
-    with every term divided by `2m` before it is squared or summed, so that the loss is
+    """`-(Tr(SᵀAS)/2m - γ Σ_c ((Sᵀd)_c / 2m)²)`: the paper's `-(Tr(SᵀAS) - γ‖Sᵀd‖²/2m)/2m`
+    (`γ` the resolution) with every term divided by `2m` before it is squared or summed,
+    so that the loss is
     as scale-invariant in floating point as it is in exact arithmetic (float32 weights of
     1e-30 or 1e20 neither underflow nor overflow). 0 for a graph with no edges
     (`2m = 0`); NaN for a graph with negative degrees (`negative`, `(B,)`), whose
     modularity is undefined."""
     trace = ops.sum(ops.diagonal(out_adj), axis=-1)
     share = _safe_div(ops, s_d, ops.expand_dims(two_m, -1))  # (B, C): vol_c / 2m
-    loss = ops.sum(share * share, axis=-1) - _safe_div(ops, trace, two_m)
+    loss = resolution * ops.sum(share * share, axis=-1) - _safe_div(ops, trace, two_m)
     return ops.where(negative, float("nan"), loss)
+
+
+def check_resolution(where: str, resolution: object) -> float:
+    """The modularity resolution `γ` as a float: a finite real number `>= 0`."""
+    if isinstance(resolution, bool) or not isinstance(resolution, int | float):
+        try:  # a NumPy scalar, a 0-d array
+            resolution = float(resolution)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"{where}: `resolution` must be a real number >= 0; got {type(resolution).__name__}"
+            ) from None
+    value = float(resolution)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{where}: `resolution` must be a finite number >= 0; got {resolution!r}")
+    return value
 
 
 def _ortho_per_graph(ops: ArrayOps, s: Array, n_valid: Array | None) -> Array:
@@ -176,6 +193,7 @@ def pool(
     logits: Array,
     mask: Array | None = None,
     *,
+    resolution: float = 1.0,
     backend: str | None = None,
 ) -> DMoNOutput:
     """DMoN pooling of a batch of graphs given the cluster-assignment logits.
@@ -204,6 +222,9 @@ def pool(
         logits: `(B, N, C)` or `(N, C)` assignment logits (before the softmax).
         mask: optional `(B, N)` (or `(N,)`) boolean/0-1 mask of the valid nodes;
             any non-zero entry counts as valid. Dense `adj` only.
+        resolution: `γ` of the generalized modularity the spectral loss maximises,
+            `-(Tr(SᵀAS) - γ‖Sᵀd‖²/2m)/2m` (default 1, Newman's; google-research's
+            loss is half of it at `γ = ½`).
         backend: `"numpy"`, `"torch"`, `"tensorflow"` or `"jax"` to override the
             choice by input type; inputs are then converted to that framework.
 
@@ -220,6 +241,7 @@ def pool(
             of a `SparseGraph`, negative edge weights (eager).
     """
     where = "dmon.pool"
+    gamma = check_resolution(where, resolution)
     ops, args = resolve(
         where,
         {"x": x, "adj": adj, "logits": logits, "mask": mask},
@@ -227,7 +249,7 @@ def pool(
         required=("x", "adj", "logits"),
     )
     if is_sparse(ops, args["adj"]):
-        return _pool_sparse(ops, args)
+        return _pool_sparse(ops, args, gamma)
     batch = prepare(ops, where, **args)
     a = batch.arrays
     mask_ = a.get("mask")
@@ -243,7 +265,7 @@ def pool(
     # from what is already computed, instead of by a pass over A.
     check_non_negative(ops, where, "adj", s_d, col_degrees)
     losses, out_adj = _losses_and_pooled_adj(
-        ops, s, out_adj, s_d, two_m, _any_negative(ops, s_d), _n_valid(ops, s, mask_)
+        ops, s, out_adj, s_d, two_m, _any_negative(ops, s_d), _n_valid(ops, s, mask_), gamma
     )
     if batch.compute_dtype != batch.dtype:
         s, out_x, out_adj = (ops.astype(v, batch.dtype) for v in (s, out_x, out_adj))
@@ -258,10 +280,11 @@ def _losses_and_pooled_adj(
     two_m: Array,
     negative: Array,
     n_valid: Array | None,
+    resolution: float,
 ) -> tuple[tuple[Array, Array, Array], Array]:
     """The three batch-mean losses and the normalised pooled adjacency, from the
     per-graph products (`s` `(B, N, C)`, `out_adj = SᵀAS`, `s_d = Sᵀd`, `2m`)."""
-    spectral = ops.mean(_spectral_per_graph(ops, out_adj, s_d, two_m, negative))
+    spectral = ops.mean(_spectral_per_graph(ops, out_adj, s_d, two_m, negative, resolution))
     ortho = ops.mean(_ortho_per_graph(ops, s, n_valid))
     cluster = ops.mean(_cluster_per_graph(ops, s, n_valid))
     return (spectral, ortho, cluster), _normalized_pooled_adj(ops, out_adj)
@@ -335,7 +358,7 @@ def _sparse_inputs(
     return arrays, adj, batch.dtype, batch.compute_dtype
 
 
-def _pool_sparse(ops: ArrayOps, args: dict[str, Any]) -> DMoNOutput:
+def _pool_sparse(ops: ArrayOps, args: dict[str, Any], resolution: float) -> DMoNOutput:
     where = "dmon.pool"
     a, adj, dtype, compute = _sparse_inputs(ops, where, args, ("x", "logits"))
     s = ops.softmax(a["logits"])
@@ -343,7 +366,7 @@ def _pool_sparse(ops: ArrayOps, args: dict[str, Any]) -> DMoNOutput:
     check_non_negative(ops, where, "adj", p.s_d)
     out_x = ops.selu(ops.matmul(ops.transpose(p.s), pad(ops, adj, a["x"])))
     losses, out_adj = _losses_and_pooled_adj(
-        ops, p.s, p.out_adj, p.s_d, p.two_m, _any_negative(ops, p.s_d), p.n_valid
+        ops, p.s, p.out_adj, p.s_d, p.two_m, _any_negative(ops, p.s_d), p.n_valid, resolution
     )
     if compute != dtype:
         s, out_x, out_adj = (ops.astype(v, dtype) for v in (s, out_x, out_adj))
@@ -360,11 +383,17 @@ def _assignments(
 
 
 def spectral_loss(
-    adj: Array, s: Array, mask: Array | None = None, *, backend: str | None = None
+    adj: Array,
+    s: Array,
+    mask: Array | None = None,
+    *,
+    resolution: float = 1.0,
+    backend: str | None = None,
 ) -> Array:
-    """Spectral (modularity) loss `-(Tr(SᵀAS) - ‖Sᵀd‖² / 2m) / 2m`, mean over the batch.
+    """Spectral (modularity) loss `-(Tr(SᵀAS) - γ‖Sᵀd‖² / 2m) / 2m`, mean over the batch.
 
-    For a one-hot `s` this is exactly minus the modularity of the partition, with a
+    For a one-hot `s` this is exactly minus the generalized modularity `Q_γ` of the
+    partition (`γ = resolution`; networkx's `modularity(..., resolution=γ)`), with a
     self-loop weight `A_ii` counted once in `dᵢ` and in `Tr(SᵀAS)`, as
     `dmon.metrics.modularity` (networkx counts a self-loop twice; see
     docs/reliability.md). A graph with no edges contributes 0; NaN in `adj` or `s` gives
@@ -375,18 +404,22 @@ def spectral_loss(
         s: `(B, N, C)` or `(N, C)` assignment (already soft-maxed).
         mask: optional `(B, N)` valid-node mask; masked rows of `s` and their degrees
             are ignored.
+        resolution: `γ ≥ 0` (default 1, Newman's modularity).
 
     Returns:
         A 0-d array (float32 for half-precision inputs).
     """
     where = "dmon.spectral_loss"
+    gamma = check_resolution(where, resolution)
     ops, args = resolve(where, {"adj": adj, "s": s, "mask": mask}, backend, required=("adj", "s"))
     if is_sparse(ops, args["adj"]):
         a, sp, _, _ = _sparse_inputs(ops, where, args, ("s",))
         p = _sparse_products(ops, sp, a["s"], stochastic=False)
         check_non_negative(ops, where, "adj", p.degrees)
         return ops.mean(
-            _spectral_per_graph(ops, p.out_adj, p.s_d, p.two_m, _any_negative(ops, p.degrees))
+            _spectral_per_graph(
+                ops, p.out_adj, p.s_d, p.two_m, _any_negative(ops, p.degrees), gamma
+            )
         )
     ops, a = _assignments(where, args, None)
     out_adj, s_d, _ = _coarsen(ops, a["adj"], a["s"])
@@ -394,7 +427,9 @@ def spectral_loss(
     deg = _select(ops, None if "mask" not in a else a["mask"][..., 0], ops.sum(a["adj"], axis=-1))
     check_non_negative(ops, where, "adj", deg)
     return ops.mean(
-        _spectral_per_graph(ops, out_adj, s_d, ops.sum(deg, axis=-1), _any_negative(ops, deg))
+        _spectral_per_graph(
+            ops, out_adj, s_d, ops.sum(deg, axis=-1), _any_negative(ops, deg), gamma
+        )
     )
 
 

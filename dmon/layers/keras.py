@@ -15,7 +15,7 @@ from keras import ops as K
 
 from dmon.graph import gcn_normalize, gcn_normalize_sparse, spmm
 from dmon.ops import get_backend
-from dmon.pooling import pool, zero_masked_rows
+from dmon.pooling import check_resolution, pool, zero_masked_rows
 from dmon.sparse_graph import SparseGraph
 
 _PACKAGE = "dmon"
@@ -248,6 +248,8 @@ class DMoNPooling(keras.layers.Layer):
         spectral_weight: weight of the spectral (modularity) loss (≥ 0).
         collapse_regularization: weight of the cluster (collapse) loss (≥ 0).
         ortho_weight: weight of the orthogonality loss (≥ 0).
+        resolution: `γ` of the generalized modularity in the spectral loss (default 1;
+            google-research's loss is half of dmon's at `γ = ½`).
         kernel_initializer: for the MLP kernels (orthogonal, as the paper).
         bias_initializer: for the MLP biases (zeros).
     """
@@ -263,9 +265,11 @@ class DMoNPooling(keras.layers.Layer):
         ortho_weight: float = 0.0,
         kernel_initializer: Any = "orthogonal",
         bias_initializer: Any = "zeros",
+        resolution: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.resolution = check_resolution("DMoNPooling", resolution)
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
             raise ValueError(
                 f"DMoNPooling: `k` (number of clusters) must be an int >= 2; got {k!r}"
@@ -337,7 +341,7 @@ class DMoNPooling(keras.layers.Layer):
         for dense in self.mlp:
             logits = dense(logits)
         logits = self.dropout_layer(logits, training=training)
-        out = pool(x, adj, logits, mask)
+        out = pool(x, adj, logits, mask, resolution=self.resolution)
         weighted = {
             "spectral": (self.spectral_weight, out.spectral_loss),
             "cluster": (self.collapse_regularization, out.cluster_loss),
@@ -373,6 +377,7 @@ class DMoNPooling(keras.layers.Layer):
             "spectral_weight": self.spectral_weight,
             "collapse_regularization": self.collapse_regularization,
             "ortho_weight": self.ortho_weight,
+            "resolution": self.resolution,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
         }
@@ -404,7 +409,7 @@ class DMoNPooling(keras.layers.Layer):
             k=weights[-1][0].shape[1],
             mlp_units=[w.shape[1] for w, _ in weights[:-1]],
             dropout=float(getattr(module, "dropout", 0.0)),
-            **kwargs,
+            **{"resolution": float(getattr(module, "resolution", 1.0)), **kwargs},
         )
         layer.build([(None, None, weights[0][0].shape[0]), (None, None, None)])
         for dense, (w, b) in zip(layer.mlp, weights, strict=True):
@@ -430,7 +435,12 @@ class DMoNPooling(keras.layers.Layer):
                 "DMoNPooling.to_torch: PyG's MLP has no activation; this layer uses mlp_activation"
             )
         first = self.mlp[0].kernel
-        module = TorchDMoN([int(first.shape[0]), *self.mlp_units], self.k, dropout=self.dropout)
+        module = TorchDMoN(
+            [int(first.shape[0]), *self.mlp_units],
+            self.k,
+            dropout=self.dropout,
+            resolution=self.resolution,
+        )
         with torch.no_grad():
             for lin, dense in zip(module.mlp.lins, self.mlp, strict=True):
                 assert isinstance(lin, torch.nn.Linear)

@@ -11,7 +11,7 @@ import itertools
 import torch
 from torch import Tensor
 
-from dmon.pooling import DMoNOutput, pool, zero_masked_rows
+from dmon.pooling import DMoNOutput, check_resolution, pool, zero_masked_rows
 
 
 class MLP(torch.nn.Module):
@@ -63,9 +63,13 @@ class DMoNPooling(torch.nn.Module):
         channels: input feature size `F`, or a list of sizes for a deeper MLP.
         k: number of clusters `C`.
         dropout: dropout probability on the logits (training only).
+        resolution: `γ` of the generalized modularity in the spectral loss (default 1,
+            PyG's loss; an addition to PyG's signature).
     """
 
-    def __init__(self, channels: int | list[int], k: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, channels: int | list[int], k: int, dropout: float = 0.0, resolution: float = 1.0
+    ) -> None:
         super().__init__()
         if isinstance(channels, bool) or not isinstance(channels, int | list | tuple):
             raise TypeError(
@@ -82,6 +86,7 @@ class DMoNPooling(torch.nn.Module):
             raise ValueError(f"dropout must be in [0, 1); got {dropout}")
         self.mlp = MLP([*channels, k])
         self.dropout = dropout
+        self.resolution = check_resolution("DMoNPooling", resolution)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -108,7 +113,7 @@ class DMoNPooling(torch.nn.Module):
         if mask is not None:  # masked rows never reach the MLP (NaN padding, gradients)
             x = zero_masked_rows(x, mask)
         logits = torch.nn.functional.dropout(self.mlp(x), self.dropout, training=self.training)
-        return pool(x, adj, logits, mask)
+        return pool(x, adj, logits, mask, resolution=self.resolution)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.mlp.in_channels}, num_clusters={self.mlp.out_channels})"
