@@ -134,6 +134,8 @@ BAD_ARGUMENTS = [
         "--collapse-regularization must be a finite number >= 0",
     ),
     (["--checkpoint-every", "-5"], "--checkpoint-every must be an int >= 0"),
+    (["--resolution", "-0.5"], "--resolution must be a finite number >= 0; got -0.5"),
+    (["--resolution", "nan"], "--resolution must be a finite number >= 0"),
     (["--clusters", "x"], "argument --clusters/-k: invalid int value: 'x'"),
     (["--no-such-option"], "unrecognized arguments: --no-such-option"),
 ]
@@ -247,4 +249,20 @@ def test_unknown_keras_backend_variable() -> None:
     _one_line_error(
         _dmon("cluster", env={"KERAS_BACKEND": "mxnet"}),
         "KERAS_BACKEND='mxnet' is not one of jax, tensorflow, torch",
+    )
+
+
+def test_resolution_is_recorded(tmp_path) -> None:
+    keras = pytest.importorskip("keras")
+    pytest.importorskip(keras.backend.backend())
+    out = tmp_path / "run"
+    assert (
+        cli.main(["cluster", "--epochs", "20", "--resolution", "0.5", "--out", str(out), "-q"]) == 0
+    )
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["settings"]["resolution"] == 0.5 and report["metrics"]["resolution"] == 0.5
+    rows = np.loadtxt(out / "assignments.csv", delimiter=",", skiprows=1)
+    graph = data.synthetic_sbm()
+    assert report["metrics"]["modularity_at_resolution"] == pytest.approx(
+        metrics.modularity(graph.adjacency, rows[:, 1].astype(int), resolution=0.5), rel=1e-12
     )

@@ -461,3 +461,20 @@ def test_none_adjacency_is_named() -> None:
         DMoNPooling(2)([x[0].astype(np.float32), None])
     with pytest.raises(TypeError, match=r"GCNConv: `adj` is required; got None"):
         GCNConv(2)([x[0].astype(np.float32), None])
+
+
+def test_resolution_reaches_the_loss_and_the_config() -> None:
+    """`resolution` is in the config, survives a round trip, and changes the spectral
+    loss exactly as `dmon.pool(..., resolution=γ)` on the layer's own logits."""
+    x, a, _, mask = random_batch(6, b=2, n=9, f=4, c=3, masked=True)
+    layer = DMoNPooling(3, resolution=0.5)
+    assert layer.get_config()["resolution"] == 0.5
+    assert DMoNPooling.from_config(layer.get_config()).resolution == 0.5
+    layer([*np32(x, a), mask])
+    h = x.astype(np.float64)
+    for dense in layer.mlp:
+        h = h @ to_np(dense.kernel) + to_np(dense.bias)
+    want = dmon.pool(x, a, h, mask, resolution=0.5).spectral_loss
+    np.testing.assert_allclose(to_np(layer.losses[0]), want, **TOL32)
+    with pytest.raises(ValueError, match=r"`resolution` must be a finite number >= 0"):
+        DMoNPooling(3, resolution=-1.0)

@@ -156,3 +156,20 @@ def test_module_names_a_dtype_mismatch_and_ignores_nan_padding() -> None:
     for p in module.parameters():
         assert torch.isfinite(p.grad).all()
     assert all(torch.isfinite(v).all() for v in out)
+
+
+def test_torch_module_resolution() -> None:
+    torch = pytest.importorskip("torch")
+    from dmon.layers.torch import DMoNPooling
+
+    torch.manual_seed(0)
+    module = DMoNPooling(3, 2, resolution=0.5)
+    x, a = torch.randn(2, 5, 3, dtype=torch.float32), torch.rand(2, 5, 5)
+    out = module(x, a)
+    want = dmon.spectral_loss(
+        a.numpy().astype(np.float64), out.s.detach().numpy().astype(np.float64), resolution=0.5
+    )
+    assert float(out.spectral_loss) == pytest.approx(float(want), rel=1e-5, abs=1e-6)
+    assert repr(module) == "DMoNPooling(3, num_clusters=2)"  # PyG's repr, unchanged
+    with pytest.raises(ValueError, match=r"DMoNPooling: `resolution` must be a finite number >= 0"):
+        DMoNPooling(3, 2, resolution=float("nan"))
