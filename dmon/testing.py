@@ -177,7 +177,9 @@ def compare_backends(
             else by order).
         backends: Keras backends to compare (default: every installed one of `jax`,
             `tensorflow`, `torch`).
-        rtol, atol: tolerance, `|a − b| ≤ atol + rtol·|b|` (defaults: `TOLERANCES`).
+        rtol: relative tolerance: `|a − b| ≤ atol + rtol·|b|` passes (default from
+            `TOLERANCES` for the dtype).
+        atol: absolute tolerance (default from `TOLERANCES`).
         grads: also compare the gradients of `Σ outputs + Σ losses` with respect to
             every trainable weight.
         dtype: `"float32"`, or `"float64"` to run every layer and input in float64.
