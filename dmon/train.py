@@ -275,8 +275,13 @@ def cluster(
         history = {key: list(state.history.get(key, [])) for key in history}
         start = state.epoch
 
+    stop = _InterruptFlag()
+    # epochs done, and the epoch of this run's last checkpoint (the one resumed from)
+    outcome: dict[str, Any] = {"done": start, "saved": start if state is not None else None}
+
     def save(epoch: int) -> None:
         if checkpoint is not None:
+            outcome["saved"] = epoch
             ckpt.save(
                 checkpoint,
                 ckpt.Checkpoint(
@@ -288,9 +293,6 @@ def cluster(
                     _rng_state(name),
                 ),
             )
-
-    stop = _InterruptFlag()
-    outcome: dict[str, Any] = {"done": start}
 
     class Record(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -330,8 +332,8 @@ def cluster(
     if "diverged" in outcome:
         epoch, row = outcome["diverged"]
         kept = (
-            f"; the last checkpoint (epoch {_checkpoint_epoch(checkpoint)}) is kept in {checkpoint}"
-            if checkpoint is not None and Path(checkpoint).is_file()
+            f"; the last checkpoint (epoch {outcome['saved']}) is kept in {checkpoint}"
+            if outcome["saved"] is not None
             else ""
         )
         values = ", ".join(f"{k} {v:.4g}" for k, v in row.items())
@@ -424,13 +426,6 @@ def _set_rng_state(saved: list[tuple[str, np.ndarray]]) -> None:
         for key, value in state.items():
             if key.startswith("torch_cuda_") and torch.cuda.is_available():
                 torch.cuda.set_rng_state(torch.from_numpy(value.copy()), int(key.rsplit("_", 1)[1]))
-
-
-def _checkpoint_epoch(path: Any) -> int | str:
-    try:
-        return ckpt.load(path).epoch
-    except ckpt.CheckpointError:
-        return "?"
 
 
 class _InterruptFlag:
