@@ -58,7 +58,13 @@ class JaxOps(NumpyApiOps):
         return x.indices[:, 0], x.indices[:, 1], x.data, tuple(x.shape)
 
     def sparse_matrix(
-        self, row: Any, col: Any, weight: Any, n: int, cache: dict[str, Any] | None = None
+        self,
+        row: Any,
+        col: Any,
+        weight: Any,
+        n: int,
+        cache: dict[str, Any] | None = None,
+        cols: int | None = None,
     ) -> Any:
         # A gather and a segment sum: what BCOO's matmul lowers to on CPU, and it jits.
         return (row, col, weight, n)

@@ -60,7 +60,13 @@ class NumpyOps(NumpyApiOps):
         )
 
     def sparse_matrix(
-        self, row: Any, col: Any, weight: Any, n: int, cache: dict[str, Any] | None = None
+        self,
+        row: Any,
+        col: Any,
+        weight: Any,
+        n: int,
+        cache: dict[str, Any] | None = None,
+        cols: int | None = None,
     ) -> Any:
         from scipy import sparse
 
@@ -77,7 +83,7 @@ class NumpyOps(NumpyApiOps):
 
         indptr, col, order = remembered(cache, f"scipy-csr-{n}", build)
         weight = weight if order is None else weight[order]
-        return sparse.csr_matrix((weight, col, indptr), shape=(n, n))
+        return sparse.csr_matrix((weight, col, indptr), shape=(n, n if cols is None else cols))
 
     def spmm(self, matrix: Any, dense: Any) -> Any:
         return self.np.asarray(matrix @ dense)

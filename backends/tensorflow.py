@@ -98,7 +98,13 @@ class TensorFlowOps:
         )
 
     def sparse_matrix(
-        self, row: Any, col: Any, weight: Any, n: int, cache: dict[str, Any] | None = None
+        self,
+        row: Any,
+        col: Any,
+        weight: Any,
+        n: int,
+        cache: dict[str, Any] | None = None,
+        cols: int | None = None,
     ) -> Any:
         if _in_xla_context(self.tf):  # sparse_dense_matmul has no XLA kernel
             return (row, col, weight, n)
@@ -107,12 +113,12 @@ class TensorFlowOps:
         # the SparseGraph, but only eagerly (a traced tensor must not outlive its graph).
         indices = remembered(
             cache if self.tf.executing_eagerly() else None,
-            f"tf-indices-{n}",
+            f"tf-indices-{n}-{cols}",
             lambda: self.tf.stack([self.tf.cast(row, "int64"), self.tf.cast(col, "int64")], axis=1),
         )
         # No reorder: the product is a scatter-add and needs no canonical order (a sort
         # per call would cost more than the product).
-        return self.tf.SparseTensor(indices, weight, [n, n])
+        return self.tf.SparseTensor(indices, weight, [n, n if cols is None else cols])
 
     def spmm(self, matrix: Any, dense: Any) -> Any:
         if isinstance(matrix, tuple):

@@ -125,9 +125,16 @@ class ArrayOps(Protocol):
         ...
 
     def sparse_matrix(
-        self, row: Array, col: Array, weight: Array, n: int, cache: dict[str, Any] | None = None
+        self,
+        row: Array,
+        col: Array,
+        weight: Array,
+        n: int,
+        cache: dict[str, Any] | None = None,
+        cols: int | None = None,
     ) -> Any:
-        """The form this framework multiplies fastest (CSR in torch and SciPy,
+        """An `(n, cols)` matrix (`cols` defaults to `n`; a shard holds `n` rows of a
+        graph of `cols` nodes) in the form this framework multiplies fastest (CSR in torch and SciPy,
         `SparseTensor` in TensorFlow; the COO triple where only a segment sum compiles).
         Built once per call, at the boundary. `cache` (a `SparseGraph`'s own) may keep
         index structures (never weights, which may carry gradients) across calls, through

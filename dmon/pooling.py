@@ -115,24 +115,27 @@ def check_resolution(where: str, resolution: object) -> float:
     return value
 
 
-def _ortho_per_graph(ops: ArrayOps, s: Array, n_valid: Array | None) -> Array:
-    """`‖SᵀS / ‖SᵀS‖_F - I_C / √C‖_F`, and 0 for a graph with no valid node."""
-    c = ops.shape(s)[-1]
-    ss = ops.matmul(ops.transpose(s), s)
-    ss_norm = ops.expand_dims(ops.expand_dims(_frobenius(ops, ss, (1, 2)), -1), -1)
-    eye = ops.eye(c, like=ss) / math.sqrt(c)  # type: ignore[arg-type]
-    loss = _frobenius(ops, _safe_div(ops, ss, ss_norm) - eye, (1, 2))
+def _ortho_per_graph(ops: ArrayOps, gram: Array, n_valid: Array | None) -> Array:
+    """`‖SᵀS / ‖SᵀS‖_F - I_C / √C‖_F` from the Gram matrix `gram = SᵀS` `(B, C, C)`, and
+    0 for a graph with no valid node."""
+    c = ops.shape(gram)[-1]
+    norm = ops.expand_dims(ops.expand_dims(_frobenius(ops, gram, (1, 2)), -1), -1)
+    eye = ops.eye(c, like=gram) / math.sqrt(c)  # type: ignore[arg-type]
+    loss = _frobenius(ops, _safe_div(ops, gram, norm) - eye, (1, 2))
     return loss if n_valid is None else ops.where(n_valid > 0, loss, 0.0)
 
 
-def _cluster_per_graph(ops: ArrayOps, s: Array, n_valid: Array | None) -> Array:
-    """`‖Σᵢ Sᵢ‖ √C / n - 1` with `n` the number of valid nodes of *that* graph (PyTorch
-    Geometric divides by every graph's `n`, pytorch_geometric#10148), and 0 for a graph
-    with no valid node."""
-    c = ops.shape(s)[-1]
-    sizes = _frobenius(ops, ops.sum(s, axis=1), -1)
-    if n_valid is None:  # every graph has the same N > 0 nodes, known statically
-        return sizes * (math.sqrt(c) / ops.shape(s)[1]) - 1.0  # type: ignore[arg-type, operator]
+def _cluster_per_graph(
+    ops: ArrayOps, sums: Array, n_valid: Array | None, n_static: int | None
+) -> Array:
+    """`‖Σᵢ Sᵢ‖ √C / n - 1` from the cluster sizes `sums = Σᵢ Sᵢ` `(B, C)`, with `n` the
+    number of valid nodes of *that* graph (PyTorch Geometric divides by every graph's
+    `n`, pytorch_geometric#10148), and 0 for a graph with no valid node. `n_valid is
+    None` means every graph has its `n_static > 0` nodes."""
+    c = ops.shape(sums)[-1]
+    sizes = _frobenius(ops, sums, -1)
+    if n_valid is None:
+        return sizes * (math.sqrt(c) / n_static) - 1.0  # type: ignore[arg-type, operator]
     return ops.where(n_valid > 0, _safe_div(ops, sizes * math.sqrt(c), n_valid) - 1.0, 0.0)  # type: ignore[arg-type]
 
 
@@ -284,9 +287,43 @@ def _losses_and_pooled_adj(
 ) -> tuple[tuple[Array, Array, Array], Array]:
     """The three batch-mean losses and the normalised pooled adjacency, from the
     per-graph products (`s` `(B, N, C)`, `out_adj = SᵀAS`, `s_d = Sᵀd`, `2m`)."""
+    return reduced_losses(
+        ops,
+        ops.matmul(ops.transpose(s), s),
+        ops.sum(s, axis=1),
+        out_adj,
+        s_d,
+        two_m,
+        negative,
+        n_valid,
+        ops.shape(s)[1],
+        resolution,
+    )
+
+
+def reduced_losses(
+    ops: ArrayOps,
+    gram: Array,
+    sums: Array,
+    out_adj: Array,
+    s_d: Array,
+    two_m: Array,
+    negative: Array,
+    n_valid: Array | None,
+    n_static: int | None,
+    resolution: float,
+) -> tuple[tuple[Array, Array, Array], Array]:
+    """`(spectral, ortho, cluster)` batch-mean losses and the normalised pooled adjacency
+    from the per-graph sums over nodes alone: `gram = SᵀS` `(B, C, C)`, `sums = Σᵢ Sᵢ`
+    `(B, C)`, `out_adj = SᵀAS` `(B, C, C)`, `s_d = Sᵀd` `(B, C)`, `two_m` `(B,)`,
+    `negative` `(B,)` (negative degrees), `n_valid` `(B,)` (or `None`: every graph has
+    `n_static` nodes).
+
+    Every DMoN loss is a function of these sums, which is why a graph sharded by nodes
+    needs only their all-reduce (`dmon.distributed`)."""
     spectral = ops.mean(_spectral_per_graph(ops, out_adj, s_d, two_m, negative, resolution))
-    ortho = ops.mean(_ortho_per_graph(ops, s, n_valid))
-    cluster = ops.mean(_cluster_per_graph(ops, s, n_valid))
+    ortho = ops.mean(_ortho_per_graph(ops, gram, n_valid))
+    cluster = ops.mean(_cluster_per_graph(ops, sums, n_valid, n_static))
     return (spectral, ortho, cluster), _normalized_pooled_adj(ops, out_adj)
 
 
@@ -443,7 +480,8 @@ def orthogonality_loss(s: Array, mask: Array | None = None, *, backend: str | No
         A 0-d array.
     """
     ops, a = _assignments("dmon.orthogonality_loss", {"s": s, "mask": mask}, backend)
-    return ops.mean(_ortho_per_graph(ops, a["s"], _n_valid(ops, a["s"], a.get("mask"))))
+    gram = ops.matmul(ops.transpose(a["s"]), a["s"])
+    return ops.mean(_ortho_per_graph(ops, gram, _n_valid(ops, a["s"], a.get("mask"))))
 
 
 def cluster_loss(s: Array, mask: Array | None = None, *, backend: str | None = None) -> Array:
@@ -458,4 +496,5 @@ def cluster_loss(s: Array, mask: Array | None = None, *, backend: str | None = N
         A 0-d array.
     """
     ops, a = _assignments("dmon.cluster_loss", {"s": s, "mask": mask}, backend)
-    return ops.mean(_cluster_per_graph(ops, a["s"], _n_valid(ops, a["s"], a.get("mask"))))
+    n_valid = _n_valid(ops, a["s"], a.get("mask"))
+    return ops.mean(_cluster_per_graph(ops, ops.sum(a["s"], axis=1), n_valid, ops.shape(a["s"])[1]))

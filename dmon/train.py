@@ -63,6 +63,9 @@ class ClusterResult:
     """Stopped early by Ctrl-C (SIGINT), after a complete epoch."""
     resumed_from: int | None = None
     """The checkpoint's epoch when the run was resumed, else `None`."""
+    distributed: dict[str, Any] | None = None
+    """For a sharded run (`dmon.sharded_train`): `backend`, `processes`, `devices`,
+    `nodes_per_shard`; `None` for a one-device run."""
 
 
 def check_setting(name: str, value: Any) -> None:
@@ -225,8 +228,6 @@ def cluster(
     name = select_backend(backend)
     import keras
 
-    from dmon.layers.keras import DMoNPooling, GCNConv
-
     n, f = graph.features.shape
     ei, w = graph.edge_index()
     ei = ei.astype(np.int32)  # JAX's default integer; ids < 2³¹ on every backend
@@ -251,21 +252,9 @@ def cluster(
                 f"{checkpoint}: already at epoch {state.epoch}, past epochs = {epochs}"
             )
 
-    keras.utils.set_random_seed(seed)
-    e = ei.shape[1]
-    x_in = keras.Input((n, f), batch_size=1, name="x")
-    ei_in = keras.Input((2, e), batch_size=1, dtype="int32", name="edge_index")
-    w_in = keras.Input((e,), batch_size=1, name="edge_weight")
-    h = GCNConv(hidden, name="gcn")([x_in, ei_in, w_in])
-    pool_layer = DMoNPooling(
-        k,
-        dropout=dropout,
-        collapse_regularization=collapse_regularization,
-        resolution=resolution,
-        name="dmon",
+    model, pool_layer = build_model(
+        n, f, ei.shape[1], k, hidden, dropout, collapse_regularization, resolution, seed
     )
-    s, _, _ = pool_layer([h, ei_in, w_in])
-    model = keras.Model([x_in, ei_in, w_in], s)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=name != "torch")
     data = [graph.features[None], ei[None], w[None]]
     history: dict[str, list[float]] = {"loss": [], "spectral_loss": [], "cluster_loss": []}
@@ -366,6 +355,41 @@ def cluster(
         interrupted=stop.raised and outcome["done"] < epochs,
         resumed_from=None if state is None else state.epoch,
     )
+
+
+def build_model(
+    n: int,
+    f: int,
+    e: int,
+    k: int,
+    hidden: int,
+    dropout: float,
+    collapse_regularization: float,
+    resolution: float,
+    seed: int,
+) -> tuple[Any, Any]:
+    """The paper's model as a Keras functional model on one graph (inputs `x` `(1, N, F)`,
+    `edge_index` `(1, 2, E)`, `edge_weight` `(1, E)`; output `s`), its weights drawn
+    after `keras.utils.set_random_seed(seed)`, and its `DMoNPooling` layer. The sharded
+    trainer (`dmon.sharded_train`) starts from these same weights."""
+    import keras
+
+    from dmon.layers.keras import DMoNPooling, GCNConv
+
+    keras.utils.set_random_seed(seed)
+    x_in = keras.Input((n, f), batch_size=1, name="x")
+    ei_in = keras.Input((2, e), batch_size=1, dtype="int32", name="edge_index")
+    w_in = keras.Input((e,), batch_size=1, name="edge_weight")
+    h = GCNConv(hidden, name="gcn")([x_in, ei_in, w_in])
+    pool_layer = DMoNPooling(
+        k,
+        dropout=dropout,
+        collapse_regularization=collapse_regularization,
+        resolution=resolution,
+        name="dmon",
+    )
+    s, _, _ = pool_layer([h, ei_in, w_in])
+    return keras.Model([x_in, ei_in, w_in], s), pool_layer
 
 
 def _values(keras: Any, variables: Any) -> list[tuple[str, np.ndarray]]:

@@ -1,0 +1,329 @@
+"""DMoN on a graph sharded by nodes over devices and processes, on the engines users run:
+JAX SPMD (`jax.shard_map` over a `Mesh`, one process or many after
+`jax.distributed.initialize`) and `torch.distributed` (torchrun; gloo, NCCL).
+
+Every DMoN quantity is a sum over nodes. Shard `p` holds its nodes' rows (`dmon.partition`)
+and per step:
+
+    S_p  = softmax(logits_p)                        local
+    S    = all_gather(S_p)                          (N, C) on every shard
+    [AS | d]_p = A_p [S | 1]                        local rows, global columns
+    SᵀAS, Sᵀd, SᵀS, SᵀX = all_sum(S_pᵀ [AS | d | S | X]_p)   (C, ·) sums
+
+and the losses follow from the sums alone (`dmon.pooling.reduced_losses`, the code of the
+one-device pool). Gradients flow through the collectives by autodiff (the transpose of an
+all-gather is a reduce-scatter). Nothing here imports a framework at module level.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from dmon.ops import Array, get_backend
+from dmon.partition import Partition, partition
+from dmon.pooling import DMoNOutput, _any_negative, check_resolution, reduced_losses
+from dmon.sparse_graph import SparseGraph
+
+__all__ = [
+    "Collectives",
+    "JaxCollectives",
+    "Partition",
+    "Shard",
+    "TorchCollectives",
+    "gcn_propagate",
+    "jax_shards",
+    "partition",
+    "shard_pool",
+    "shard_spmm",
+    "torch_shard",
+]
+
+
+class Collectives(Protocol):
+    """The two collectives DMoN needs, differentiable, over the shards of one graph."""
+
+    def all_gather(self, x: Array) -> Array:
+        """`(block, K)` on every shard → `(P * block, K)`, shard by shard, on every shard."""
+        ...
+
+    def all_sum(self, x: Array) -> Array:
+        """Elementwise sum over the shards, on every shard."""
+        ...
+
+
+class JaxCollectives:
+    """Collectives over the mesh axis `axis_name`, for code inside `jax.shard_map`."""
+
+    def __init__(self, axis_name: str = "nodes") -> None:
+        import jax
+
+        self.axis_name = axis_name
+        self._lax = jax.lax
+
+    def all_gather(self, x: Array) -> Array:
+        return self._lax.all_gather(x, self.axis_name, tiled=True)
+
+    def all_sum(self, x: Array) -> Array:
+        return self._lax.psum(x, self.axis_name)
+
+
+class TorchCollectives:
+    """Collectives over a `torch.distributed` process group, with autograd
+    (`torch.distributed.nn.functional`).
+
+    A note on gradients: every rank computes the same (all-reduced) loss and calls
+    `backward` on it, so the backward of the all-reduce sums `P` equal gradients and each
+    rank's parameter gradient is `P` times its share. The mean over ranks of the
+    parameter gradients (`average_gradients`) is then the exact gradient."""
+
+    def __init__(self, group: Any = None) -> None:
+        import torch.distributed as dist
+        import torch.distributed.nn.functional as fn
+
+        self.group = group
+        self._dist, self._fn = dist, fn
+
+    @property
+    def size(self) -> int:
+        return int(self._dist.get_world_size(self.group))
+
+    def all_gather(self, x: Array) -> Array:
+        import torch
+
+        return torch.cat(self._fn.all_gather(x, group=self.group), dim=0)
+
+    def all_sum(self, x: Array) -> Array:
+        return self._fn.all_reduce(x, group=self.group)
+
+    def average_gradients(self, params: list[Any]) -> None:
+        """Replace every `p.grad` by its mean over the ranks: one all-reduce of all of
+        them flattened (see the class note on why the mean is exact)."""
+        import torch
+
+        grads = [p.grad for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        self._dist.all_reduce(flat, group=self.group)
+        flat /= self.size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+
+class Shard:
+    """One shard's graph: its edges (local source row, target row of the gathered array,
+    weight), its valid rows and their graph ids, as arrays of one framework.
+
+    With JAX, a `Shard` of global arrays (`jax_shards`) is passed to `jax.shard_map`
+    with `in_specs=shard.spec(axis)`; inside, each device sees its own block."""
+
+    def __init__(
+        self, row: Array, col: Array, weight: Array, valid: Array, batch: Array, num_graphs: int
+    ) -> None:
+        self.row, self.col, self.weight = row, col, weight
+        self.valid, self.batch, self.num_graphs = valid, batch, int(num_graphs)
+
+    def arrays(self) -> tuple[Array, ...]:
+        return (self.row, self.col, self.weight, self.valid, self.batch)
+
+    def spec(self, axis_name: str = "nodes") -> Shard:
+        """The `in_specs` entry for this `Shard` in `jax.shard_map`: every array split
+        over `axis_name` on its first axis."""
+        from jax.sharding import PartitionSpec
+
+        p = PartitionSpec(axis_name)
+        return Shard(p, p, p, p, p, self.num_graphs)
+
+
+_registered = False
+
+
+def _register_shard_pytree() -> None:
+    global _registered
+    if _registered:
+        return
+    import jax
+
+    jax.tree_util.register_pytree_node(
+        Shard,
+        lambda s: (s.arrays(), s.num_graphs),
+        lambda num_graphs, arrays: Shard(*arrays, num_graphs),
+    )
+    _registered = True
+
+
+def shard_spmm(shard: Shard, h: Array, comm: Collectives) -> Array:
+    """`A_p H`: this shard's rows of `A H` with `H = all_gather(h)`.
+
+    Args:
+        shard: this shard's graph (for a GCN layer, a partition of
+            `dmon.graph.gcn_normalize_sparse`'s graph, whose self-loops are edges).
+        h: `(block, K)` this shard's rows of `H`.
+        comm: the collectives of the engine (`JaxCollectives`, `TorchCollectives`).
+
+    Returns:
+        `(block, K)`.
+    """
+    ops = get_backend(h)
+    full = comm.all_gather(h)
+    block, cols = ops.shape(h)[0], ops.shape(full)[0]
+    matrix = ops.sparse_matrix(
+        shard.row, shard.col, ops.astype(shard.weight, ops.dtype_name(h)), block, None, cols
+    )
+    return ops.spmm(matrix, full)
+
+
+def shard_pool(
+    x: Array, shard: Shard, logits: Array, comm: Collectives, *, resolution: float = 1.0
+) -> DMoNOutput:
+    """DMoN pooling of a node-sharded graph: this shard's part of `dmon.pool`.
+
+    Every shard calls it with its own rows; all get the same pooled graph and losses,
+    equal to `dmon.pool` of the whole graph (sparse path: `x`, `logits` node-level).
+
+    Args:
+        x: `(block, F)` this shard's node features (padding rows are ignored).
+        shard: this shard's graph (`torch_shard`, or inside `jax.shard_map` a block of
+            `jax_shards`).
+        logits: `(block, C)` this shard's assignment logits.
+        comm: the engine's collectives.
+        resolution: `γ` of the spectral loss (as `dmon.pool`).
+
+    Returns:
+        `DMoNOutput` with `s` this shard's `(block, C)` rows (0 on padding) and the
+        pooled `x` `(B, C, F)`, `adj` `(B, C, C)` and the three losses of the whole
+        batch of `B` graphs, identical on every shard.
+
+    Communication per call: one all-gather of `(N, C)` and one all-reduce of
+    `B·C·(2C + F + 1) + B` numbers (`docs/distributed.md`).
+    """
+    where = "dmon.distributed.shard_pool"
+    gamma = check_resolution(where, resolution)
+    ops = get_backend(logits)
+    block = ops.shape(shard.valid)[0]
+    for name, v in (("x", x), ("logits", logits)):
+        shape = ops.shape(v)
+        if len(shape) != 2 or shape[0] != block:
+            raise ValueError(
+                f"{where}: `{name}` must have shape (block, ·) = ({block}, ·), this shard's rows; got {shape}"
+            )
+        if ops.dtype_name(v) not in ("float32", "float64"):
+            raise TypeError(f"{where}: `{name}` must be float32 or float64; got {ops.dtype_name(v)}")
+    dtype = ops.dtype_name(logits)
+    valid = ops.expand_dims(shard.valid, -1)
+    s = ops.where(valid, ops.softmax(logits), 0.0)
+    c = ops.shape(s)[-1]
+    # [A S | d]: the degrees from the same pass over the edges as A S
+    prod = shard_spmm(shard, ops.concat([s, ops.ones_like(s[:, :1])], axis=-1), comm)
+    xs = ops.where(valid, ops.astype(x, dtype), 0.0)
+    b = shard.num_graphs
+    if b == 1:
+        s_graph = s
+    else:  # (block, B·C): row i holds S_i in its graph's C columns, so one product sums per graph
+        ids = ops.arange(b, like=shard.batch)
+        own = ops.expand_dims(ops.expand_dims(shard.batch, -1) == ops.expand_dims(ids, 0), -1)
+        s_graph = ops.reshape(
+            ops.where(own, ops.expand_dims(s, 1), 0.0), (block, b * c)
+        )
+    local = ops.matmul(ops.transpose(s_graph), ops.concat([prod, s, xs], axis=-1))
+    counts = ops.segment_sum(ops.astype(shard.valid, dtype), shard.batch, b)
+    # one all-reduce for every sum (latency, not bandwidth, dominates these few numbers)
+    width = ops.shape(local)[-1]
+    total = comm.all_sum(ops.concat([ops.reshape(local, (b * c * width,)), counts], axis=0))
+    sums = ops.reshape(total[: b * c * width], (b, c, width))
+    n_valid = total[b * c * width :]
+    out_adj, s_d = sums[..., :c], sums[..., c]
+    gram, sx = sums[..., c + 1 : 2 * c + 1], sums[..., 2 * c + 1 :]
+    # rows of S sum to 1 (0 on padding), so Σᵢ Sᵢ = SᵀS 1 and 2m = Σ_c (Sᵀd)_c
+    losses, adj = reduced_losses(
+        ops,
+        gram,
+        ops.sum(gram, axis=-1),
+        out_adj,
+        s_d,
+        ops.sum(s_d, axis=-1),
+        _any_negative(ops, s_d),
+        n_valid,
+        None,
+        gamma,
+    )
+    return DMoNOutput(s, ops.selu(sx), adj, *losses)
+
+
+def gcn_propagate(part: Partition, x: Any, edge_index: Any, edge_weight: Any = None) -> np.ndarray:
+    """`Â X` with `Â = D^-1/2 (A + I) D^-1/2` (`dmon.graph.gcn_normalize_sparse`), sharded:
+    `(P, block, F)` float64, padding rows zero.
+
+    A GCN's first layer is `Â X W`: when `X` is a constant, `Â X` is computed once per
+    fit (here, in float64) and the layer needs no communication per step."""
+    from dmon.graph import gcn_normalize_sparse, spmm
+
+    x = np.asarray(x, dtype=np.float64)
+    w = None if edge_weight is None else np.asarray(edge_weight, dtype=np.float64)
+    a_hat = gcn_normalize_sparse(
+        SparseGraph(np.asarray(edge_index), w), part.num_nodes, dtype="float64", backend="numpy"
+    )
+    return part.scatter(spmm(a_hat, x, backend="numpy"))
+
+
+def torch_shard(part: Partition, rank: int, device: Any = None, dtype: Any = None) -> Shard:
+    """Shard `rank` of `part` as torch tensors (for a process of a torchrun job)."""
+    import torch
+
+    a = part.shard(rank)
+    return Shard(
+        torch.as_tensor(a["row"], dtype=torch.int64, device=device),
+        torch.as_tensor(a["col"], dtype=torch.int64, device=device),
+        torch.as_tensor(a["weight"], dtype=dtype or torch.float32, device=device),
+        torch.as_tensor(a["valid"], device=device),
+        torch.as_tensor(a["batch"], dtype=torch.int64, device=device),
+        part.num_graphs,
+    )
+
+
+def jax_shards(part: Partition, mesh: Any, axis_name: str = "nodes", dtype: Any = None) -> Shard:
+    """`part` as one `Shard` of global JAX arrays split over `mesh`'s `axis_name`, whose
+    size must equal `part.parts`. Works across processes: each process places only the
+    blocks of its own devices (`jax.make_array_from_callback`)."""
+    import jax.numpy as jnp
+
+    _register_shard_pytree()
+    size = mesh.shape[axis_name]
+    if size != part.parts:
+        raise ValueError(
+            f"dmon.distributed.jax_shards: the mesh axis {axis_name!r} has {size} devices; the "
+            f"partition has {part.parts} shards"
+        )
+    return Shard(
+        jax_put(part.row, mesh, axis_name),
+        jax_put(part.col, mesh, axis_name),
+        jax_put(part.weight.astype(dtype or jnp.float32), mesh, axis_name),
+        jax_put(part.valid, mesh, axis_name),
+        jax_put(part.batch, mesh, axis_name),
+        part.num_graphs,
+    )
+
+
+def jax_put(stacked: np.ndarray, mesh: Any, axis_name: str = "nodes") -> Any:
+    """A `(P, block, ...)` NumPy array (every shard's block, as `Partition.scatter`
+    gives) as a global `(P * block, ...)` JAX array split over `axis_name`."""
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    flat = np.ascontiguousarray(stacked.reshape(-1, *stacked.shape[2:]))
+    sharding = NamedSharding(mesh, PartitionSpec(axis_name))
+    return jax.make_array_from_callback(flat.shape, sharding, lambda index: flat[index])
+
+
+def jax_fetch(x: Any) -> np.ndarray:
+    """A global JAX array as NumPy on every process (an all-gather across processes when
+    the array spans several)."""
+    import jax
+
+    if jax.process_count() == 1 or x.is_fully_addressable:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
