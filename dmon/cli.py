@@ -65,7 +65,7 @@ _SETTINGS = (
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from dmon import checkpoint, data, files, train
+    from dmon import checkpoint, data, files, sharded_train, train
 
     for option, setting, attr in _SETTINGS:  # every argument before any work
         try:
@@ -102,10 +102,45 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     except ImportError as err:
         raise UsageError(f"{args.graph}: needs {err.name}: pip install {err.name}") from None
+    launch = sharded_train.Launch(
+        devices=args.devices,
+        coordinator=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+        timeout=args.timeout,
+    )
+    if args.devices is not None and "jax" not in sys.modules:
+        # simulated host devices (CPU only; accelerators are what they are): before JAX starts
+        flag = f"--xla_force_host_platform_device_count={args.devices}"
+        if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     try:
         backend = train.select_backend(args.backend)
     except train.BackendError as err:
         raise UsageError(str(err)) from None
+    distributed = (
+        args.devices is not None
+        or args.coordinator is not None
+        or args.num_processes is not None
+        or args.process_id is not None
+        or (backend == "torch" and sharded_train.torchrun_launched())
+    )
+    if distributed:
+        try:
+            sharded_train.check_launch(backend, launch)
+        except ValueError as err:
+            option = str(err).split(" ", 1)[0]
+            flags = {
+                "devices": "--devices",
+                "timeout": "--timeout",
+                "coordinator": "--coordinator",
+                "num_processes": "--num-processes",
+                "process_id": "--process-id",
+            }
+            message = str(err)
+            if option in flags:
+                message = flags[option] + message.removeprefix(option)
+            raise UsageError(message) from None
     if not 2 <= args.clusters <= graph.num_nodes:
         raise UsageError(
             f"--clusters {args.clusters} must be between 2 and the number of nodes ({graph.num_nodes})"
@@ -117,31 +152,42 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     ckpt_path = out / checkpoint.FILENAME
     if args.resume and not ckpt_path.is_file():
         raise UsageError(f"--resume: no checkpoint in {out}/ ({checkpoint.FILENAME})")
-    print(
-        f"dmon {__version__}: {graph.name}: {graph.num_nodes} nodes, {graph.num_edges} edges, "
-        f"{graph.features.shape[1]} features{' (' + ', '.join(graph.notes) + ')' if graph.notes else ''}; "
-        f"k = {args.clusters}, backend {backend}, {args.epochs} epochs, seed {args.seed}",
-        flush=True,
-    )
+    sharded = distributed
+    rank = _rank(args) if sharded else 0
+    if rank == 0:  # one header for the job, not one per process
+        print(
+            f"dmon {__version__}: {graph.name}: {graph.num_nodes} nodes, {graph.num_edges} edges, "
+            f"{graph.features.shape[1]} features{' (' + ', '.join(graph.notes) + ')' if graph.notes else ''}; "
+            f"k = {args.clusters}, backend {backend}, {args.epochs} epochs, seed {args.seed}",
+            flush=True,
+        )
     try:
-        result = train.cluster(
+        run = train.cluster
+        extra: dict[str, Any] = {}
+        if sharded:
+            run = sharded_train.cluster_sharded
+            extra["launch"] = launch
+        result = run(
             graph,
             args.clusters,
             backend=backend,
+            **extra,
             epochs=args.epochs,
             learning_rate=args.lr,
             dropout=args.dropout,
             collapse_regularization=args.collapse_regularization,
             hidden=args.hidden,
             seed=args.seed,
-            on_epoch=None if args.quiet else _progress(args.epochs),
+            on_epoch=None if args.quiet or rank != 0 else _progress(args.epochs),
             checkpoint=ckpt_path if args.checkpoint_every or args.resume else None,
             checkpoint_every=args.checkpoint_every,
             resume=args.resume,
             resolution=args.resolution,
         )
-    except (train.TrainingDiverged, checkpoint.CheckpointError) as err:
+    except (train.TrainingDiverged, checkpoint.CheckpointError, train.BackendError) as err:
         raise UsageError(str(err)) from None
+    if rank != 0:  # process 0 reports and writes the outputs
+        return 0
     m = result.metrics
     rows = [
         ("modularity", f"{m['modularity']:.4f}"),
@@ -187,6 +233,13 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rank(args: argparse.Namespace) -> int:
+    """This process's rank in a sharded run, known before any process group exists."""
+    if args.process_id is not None:
+        return int(args.process_id)
+    return int(os.environ.get("RANK", "0"))
+
+
 def _write_outputs(out: Path, graph: Any, result: Any, args: argparse.Namespace) -> list[str]:
     """Assignments, history and metrics first, each written atomically; the figures last,
     each of which may fail alone (a warning), never losing what came before."""
@@ -219,6 +272,7 @@ def _write_outputs(out: Path, graph: Any, result: Any, args: argparse.Namespace)
         "epochs_completed": result.epochs_completed,
         "interrupted": result.interrupted,
         "resumed_from": result.resumed_from,
+        **({"distributed": result.distributed} if result.distributed else {}),
         "dmon_version": __version__,
     }
     with atomic_write(out / "metrics.json") as fh:
@@ -404,6 +458,28 @@ def parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue from the checkpoint in the output folder (same graph and settings)",
+    )
+    d = c.add_argument_group(
+        "distributed (docs/distributed.md)",
+        "shard the graph by nodes: JAX over --devices (and --coordinator processes); torch "
+        "under python -m torch.distributed.run --nproc-per-node P -m dmon cluster --backend torch",
+    )
+    d.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="JAX devices per process to shard over (on a CPU: that many simulated devices)",
+    )
+    d.add_argument(
+        "--coordinator", default=None, metavar="HOST:PORT", help="jax.distributed coordinator"
+    )
+    d.add_argument("--num-processes", type=int, default=None, help="JAX processes in all")
+    d.add_argument("--process-id", type=int, default=None, help="this JAX process, 0-based")
+    d.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds start-up and each collective wait for another process (default 300)",
     )
     c.set_defaults(func=cmd_cluster)
 

@@ -70,13 +70,16 @@ class JaxCollectives:
 
 
 class TorchCollectives:
-    """Collectives over a `torch.distributed` process group, with autograd
-    (`torch.distributed.nn.functional`).
+    """Collectives over a `torch.distributed` process group, with autograd.
 
-    A note on gradients: every rank computes the same (all-reduced) loss and calls
-    `backward` on it, so the backward of the all-reduce sums `P` equal gradients and each
-    rank's parameter gradient is `P` times its share. The mean over ranks of the
-    parameter gradients (`average_gradients`) is then the exact gradient."""
+    `all_gather` is `torch.distributed.nn.functional.all_gather` (its backward sums the
+    gradients of every rank's copy: a reduce-scatter). `all_sum` is an all-reduce whose
+    backward passes the gradient through unchanged, as JAX's `psum` of a value every
+    device then uses alike: every rank computes the same loss from the sum, so each
+    rank's upstream gradient already is the full one (torch's own `all_reduce` backward
+    would sum the `P` equal copies and scale every gradient by `P`). Hence: use the
+    output of `all_sum` identically on every rank, and sum the ranks' parameter
+    gradients (`sum_gradients`)."""
 
     def __init__(self, group: Any = None) -> None:
         import torch.distributed as dist
@@ -90,26 +93,56 @@ class TorchCollectives:
         return int(self._dist.get_world_size(self.group))
 
     def all_gather(self, x: Array) -> Array:
+        import warnings
+
         import torch
 
-        return torch.cat(self._fn.all_gather(x, group=self.group), dim=0)
+        with warnings.catch_warnings():
+            # deprecated in favour of a private module (torch 2.13); its backward is the
+            # reduce-scatter (alltoall on gloo) this needs
+            warnings.simplefilter("ignore", FutureWarning)
+            parts = self._fn.all_gather(x, group=self.group)
+        return torch.cat(parts, dim=0)
 
     def all_sum(self, x: Array) -> Array:
-        return self._fn.all_reduce(x, group=self.group)
+        return _replicated_sum().apply(x, self.group)
 
-    def average_gradients(self, params: list[Any]) -> None:
-        """Replace every `p.grad` by its mean over the ranks: one all-reduce of all of
-        them flattened (see the class note on why the mean is exact)."""
+    def sum_gradients(self, params: list[Any]) -> None:
+        """Replace every `p.grad` by its sum over the ranks (each rank holds the part of
+        the gradient from its own nodes), in one all-reduce of all of them."""
         import torch
 
         grads = [p.grad for p in params]
         flat = torch.cat([g.reshape(-1) for g in grads])
         self._dist.all_reduce(flat, group=self.group)
-        flat /= self.size
         offset = 0
         for g in grads:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
+
+
+_REPLICATED_SUM: Any = None
+
+
+def _replicated_sum() -> Any:
+    global _REPLICATED_SUM
+    if _REPLICATED_SUM is None:
+        import torch
+        import torch.distributed as dist
+
+        class ReplicatedSum(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx: Any, x: Any, group: Any) -> Any:
+                out = x.clone(memory_format=torch.contiguous_format)
+                dist.all_reduce(out, group=group)
+                return out
+
+            @staticmethod
+            def backward(ctx: Any, grad: Any) -> Any:
+                return grad, None
+
+        _REPLICATED_SUM = ReplicatedSum
+    return _REPLICATED_SUM
 
 
 class Shard:
@@ -149,7 +182,7 @@ def _register_shard_pytree() -> None:
     jax.tree_util.register_pytree_node(
         Shard,
         lambda s: (s.arrays(), s.num_graphs),
-        lambda num_graphs, arrays: Shard(*arrays, num_graphs),
+        lambda num_graphs, arrays: Shard(*arrays, num_graphs),  # type: ignore[call-arg]
     )
     _registered = True
 
@@ -168,7 +201,7 @@ def shard_spmm(shard: Shard, h: Array, comm: Collectives) -> Array:
     """
     ops = get_backend(h)
     full = comm.all_gather(h)
-    block, cols = ops.shape(h)[0], ops.shape(full)[0]
+    block, cols = _static(ops.shape(h)[0]), _static(ops.shape(full)[0])
     matrix = ops.sparse_matrix(
         shard.row, shard.col, ops.astype(shard.weight, ops.dtype_name(h)), block, None, cols
     )
@@ -202,7 +235,7 @@ def shard_pool(
     where = "dmon.distributed.shard_pool"
     gamma = check_resolution(where, resolution)
     ops = get_backend(logits)
-    block = ops.shape(shard.valid)[0]
+    block = _static(ops.shape(shard.valid)[0])
     for name, v in (("x", x), ("logits", logits)):
         shape = ops.shape(v)
         if len(shape) != 2 or shape[0] != block:
@@ -210,11 +243,13 @@ def shard_pool(
                 f"{where}: `{name}` must have shape (block, ·) = ({block}, ·), this shard's rows; got {shape}"
             )
         if ops.dtype_name(v) not in ("float32", "float64"):
-            raise TypeError(f"{where}: `{name}` must be float32 or float64; got {ops.dtype_name(v)}")
+            raise TypeError(
+                f"{where}: `{name}` must be float32 or float64; got {ops.dtype_name(v)}"
+            )
     dtype = ops.dtype_name(logits)
     valid = ops.expand_dims(shard.valid, -1)
     s = ops.where(valid, ops.softmax(logits), 0.0)
-    c = ops.shape(s)[-1]
+    c = _static(ops.shape(s)[-1])
     # [A S | d]: the degrees from the same pass over the edges as A S
     prod = shard_spmm(shard, ops.concat([s, ops.ones_like(s[:, :1])], axis=-1), comm)
     xs = ops.where(valid, ops.astype(x, dtype), 0.0)
@@ -224,13 +259,11 @@ def shard_pool(
     else:  # (block, B·C): row i holds S_i in its graph's C columns, so one product sums per graph
         ids = ops.arange(b, like=shard.batch)
         own = ops.expand_dims(ops.expand_dims(shard.batch, -1) == ops.expand_dims(ids, 0), -1)
-        s_graph = ops.reshape(
-            ops.where(own, ops.expand_dims(s, 1), 0.0), (block, b * c)
-        )
+        s_graph = ops.reshape(ops.where(own, ops.expand_dims(s, 1), 0.0), (block, b * c))
     local = ops.matmul(ops.transpose(s_graph), ops.concat([prod, s, xs], axis=-1))
     counts = ops.segment_sum(ops.astype(shard.valid, dtype), shard.batch, b)
     # one all-reduce for every sum (latency, not bandwidth, dominates these few numbers)
-    width = ops.shape(local)[-1]
+    width = _static(ops.shape(local)[-1])
     total = comm.all_sum(ops.concat([ops.reshape(local, (b * c * width,)), counts], axis=0))
     sums = ops.reshape(total[: b * c * width], (b, c, width))
     n_valid = total[b * c * width :]
@@ -250,6 +283,13 @@ def shard_pool(
         gamma,
     )
     return DMoNOutput(s, ops.selu(sx), adj, *losses)
+
+
+def _static(size: int | None) -> int:
+    """A size known at trace time (every shard's block is)."""
+    if size is None:
+        raise ValueError("dmon.distributed: array sizes must be known statically")
+    return int(size)
 
 
 def gcn_propagate(part: Partition, x: Any, edge_index: Any, edge_weight: Any = None) -> np.ndarray:

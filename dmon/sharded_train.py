@@ -70,7 +70,9 @@ def check_launch(backend: str, launch: Launch) -> None:
             "see docs/distributed.md)"
         )
     if launch.devices is not None and (
-        isinstance(launch.devices, bool) or not isinstance(launch.devices, int) or launch.devices < 1
+        isinstance(launch.devices, bool)
+        or not isinstance(launch.devices, int)
+        or launch.devices < 1
     ):
         raise ValueError(f"devices must be an int >= 1; got {launch.devices!r}")
     if not (math.isfinite(launch.timeout) and launch.timeout > 0):
@@ -160,8 +162,9 @@ class _JaxEngine:
 
         self.jax = jax
         if launch.coordinator is not None:
-            if jax.default_backend() == "cpu" or not _has_accelerator():
-                jax.config.update("jax_cpu_collectives_implementation", "gloo")
+            # CPU devices talk over gloo (accelerators use their own collectives); must be
+            # set before the backend starts, so it cannot wait to see which platform it is
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
             jax.distributed.initialize(
                 launch.coordinator,
                 launch.num_processes,
@@ -238,7 +241,9 @@ class _JaxEngine:
             loss, spectral, cluster, _ = train_fn(params, ax, x, shard, epoch)
             return loss, (spectral, cluster)
 
-        def step(params: Any, m: Any, v: Any, alpha: Any, ax: Any, x: Any, shard: Any, epoch: Any) -> Any:
+        def step(
+            params: Any, m: Any, v: Any, alpha: Any, ax: Any, x: Any, shard: Any, epoch: Any
+        ) -> Any:
             (loss, (spectral, cluster)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 params, ax, x, shard, epoch
             )
@@ -288,7 +293,9 @@ class _TorchEngine:
             tdist.init_process_group(
                 "nccl" if cuda else "gloo", timeout=timedelta(seconds=launch.timeout)
             )
-        self.device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+        self.device = (
+            torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+        )
         self.rank, self.parts = tdist.get_rank(), tdist.get_world_size()
         self.processes = self.parts
 
@@ -307,7 +314,10 @@ class _TorchEngine:
         torch = self.torch
         self.part, self.k, self.dropout, self.seed = part, k, dropout, seed
         self.collapse, self.resolution = collapse, resolution
-        as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)  # noqa: E731
+
+        def as_t(a: np.ndarray) -> Any:
+            return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=self.device)
+
         self.ax, self.x = as_t(ax[self.rank]), as_t(x[self.rank])
         self.shard = dist.torch_shard(part, self.rank, device=self.device)
         self.params = [as_t(p).requires_grad_() for p in params]
@@ -332,7 +342,7 @@ class _TorchEngine:
             self.collapse, self.resolution,
         )  # fmt: skip
         loss.backward()
-        self.comm.average_gradients(self.params)
+        self.comm.sum_gradients(self.params)
         with torch.no_grad():
             new, self.m, self.v = adam_update(
                 [p.detach() for p in self.params], [p.grad for p in self.params], self.m, self.v,
@@ -340,7 +350,9 @@ class _TorchEngine:
             )  # fmt: skip
             for p, value in zip(self.params, new, strict=True):
                 p.copy_(value)
-        return [float(v) for v in (loss.detach(), out.spectral_loss.detach(), out.cluster_loss.detach())]
+        return [
+            float(v) for v in (loss.detach(), out.spectral_loss.detach(), out.cluster_loss.detach())
+        ]
 
     def state(self) -> list[np.ndarray]:
         return [t.detach().cpu().numpy() for t in (*self.params, *self.m, *self.v)]
@@ -366,15 +378,6 @@ class _TorchEngine:
 
     def devices(self) -> str:
         return self.device.type
-
-
-def _has_accelerator() -> bool:
-    import jax
-
-    try:
-        return any(d.platform != "cpu" for d in jax.devices())
-    except RuntimeError:
-        return False
 
 
 def cluster_sharded(
@@ -440,7 +443,9 @@ def cluster_sharded(
     except ValueError as err:
         raise BackendError(str(err)) from None
     # The engine first: jax.distributed must start before any JAX array exists.
-    engine: _JaxEngine | _TorchEngine = _JaxEngine(launch) if name == "jax" else _TorchEngine(launch)
+    engine: _JaxEngine | _TorchEngine = (
+        _JaxEngine(launch) if name == "jax" else _TorchEngine(launch)
+    )
 
     n, f = graph.features.shape
     ei, w = graph.edge_index()
@@ -477,11 +482,15 @@ def cluster_sharded(
                 "resume with the same graph and settings, or start afresh without resuming"
             )
         if state.epoch > epochs:
-            raise ckpt.CheckpointError(f"{checkpoint}: already at epoch {state.epoch}, past epochs = {epochs}")
+            raise ckpt.CheckpointError(
+                f"{checkpoint}: already at epoch {state.epoch}, past epochs = {epochs}"
+            )
         names = [key for key, _ in state.model] + [key for key, _ in state.optimizer]
         want = list(PARAMS) + [f"m/{p}" for p in PARAMS] + [f"v/{p}" for p in PARAMS]
         if names != want:
-            raise ckpt.CheckpointError(f"{checkpoint}: not a checkpoint of a sharded run; start afresh")
+            raise ckpt.CheckpointError(
+                f"{checkpoint}: not a checkpoint of a sharded run; start afresh"
+            )
         engine.set_state([a for _, a in (*state.model, *state.optimizer)])
         history = {key: list(state.history.get(key, [])) for key in history}
         start = saved = state.epoch
