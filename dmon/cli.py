@@ -12,6 +12,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -129,17 +130,12 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         try:
             sharded_train.check_launch(backend, launch)
         except ValueError as err:
-            option = str(err).split(" ", 1)[0]
-            flags = {
-                "devices": "--devices",
-                "timeout": "--timeout",
-                "coordinator": "--coordinator",
-                "num_processes": "--num-processes",
-                "process_id": "--process-id",
-            }
-            message = str(err)
-            if option in flags:
-                message = flags[option] + message.removeprefix(option)
+            # the Python API's argument names, as this command's options
+            message = re.sub(
+                r"\b(devices|timeout|coordinator|num_processes|process_id)\b",
+                lambda m: "--" + m.group(1).replace("_", "-"),
+                str(err),
+            )
             raise UsageError(message) from None
     if not 2 <= args.clusters <= graph.num_nodes:
         raise UsageError(
@@ -186,7 +182,23 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         )
     except (train.TrainingDiverged, checkpoint.CheckpointError, train.BackendError) as err:
         raise UsageError(str(err)) from None
+    except Exception as err:
+        if not sharded or os.environ.get("DMON_DEBUG"):
+            raise
+        # A collective failed: another process of the job has most likely ended. Exit at
+        # once: JAX's exit handler would wait for the lost process at a shutdown barrier
+        # and then abort with a C++ trace.
+        print(
+            f"dmon: error: process {rank}: sharded training stopped ({type(err).__name__}: "
+            f"{_one_line(str(err))[:300]}); another process of the job has probably ended: "
+            "see its output; resume from the last checkpoint with --resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(2)
     if rank != 0:  # process 0 reports and writes the outputs
+        sharded_train.finish()
         return 0
     m = result.metrics
     rows = [
@@ -223,6 +235,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     print(_table(rows))
     written = _write_outputs(out, graph, result, args)
     print(f"outputs in {out}/: {' '.join(written)}")
+    if sharded:
+        sharded_train.finish()
     if result.interrupted:
         print(
             f"dmon: interrupted after epoch {result.epochs_completed} of {args.epochs}; "

@@ -69,9 +69,11 @@ class Partition:
 
     def gather(self, sharded: Any) -> np.ndarray:
         """`(P, block, ...)` or `(P * block, ...)` sharded node values → `(N, ...)` in
-        the graph's node order (padding dropped)."""
+        the graph's node order (padding dropped). A shape that fits both is read as
+        `(P, block, ...)`."""
         sharded = np.asarray(sharded)
-        if sharded.ndim >= 1 and sharded.shape[0] == self.parts * self.block:
+        stacked = sharded.ndim >= 2 and sharded.shape[:2] == (self.parts, self.block)
+        if not stacked and sharded.ndim >= 1 and sharded.shape[0] == self.parts * self.block:
             sharded = sharded.reshape(self.parts, self.block, *sharded.shape[1:])
         if sharded.ndim < 2 or sharded.shape[:2] != (self.parts, self.block):
             raise ValueError(

@@ -338,16 +338,25 @@ class _TorchEngine:
         for p in self.params:
             p.grad = None
         loss, out = _forward(
-            self.params, self.ax, self.x, self.shard, self.comm, self._keep(epoch),
-            self.collapse, self.resolution,
-        )  # fmt: skip
+            self.params,
+            self.ax,
+            self.x,
+            self.shard,
+            self.comm,
+            self._keep(epoch),
+            self.collapse,
+            self.resolution,
+        )
         loss.backward()
         self.comm.sum_gradients(self.params)
         with torch.no_grad():
             new, self.m, self.v = adam_update(
-                [p.detach() for p in self.params], [p.grad for p in self.params], self.m, self.v,
+                [p.detach() for p in self.params],
+                [p.grad for p in self.params],
+                self.m,
+                self.v,
                 float(alpha),
-            )  # fmt: skip
+            )
             for p, value in zip(self.params, new, strict=True):
                 p.copy_(value)
         return [
@@ -369,15 +378,32 @@ class _TorchEngine:
         torch = self.torch
         with torch.no_grad():
             _, out = _forward(
-                self.params, self.ax, self.x, self.shard, self.comm, None,
-                self.collapse, self.resolution,
-            )  # fmt: skip
+                self.params,
+                self.ax,
+                self.x,
+                self.shard,
+                self.comm,
+                None,
+                self.collapse,
+                self.resolution,
+            )
             blocks = [torch.empty_like(out.s) for _ in range(self.parts)]
             self.tdist.all_gather(blocks, out.s.contiguous())
         return self.part.gather(torch.cat(blocks).cpu().numpy())
 
     def devices(self) -> str:
         return self.device.type
+
+
+def finish() -> None:
+    """End a torch process group cleanly (all ranks meet first, so that no rank tears
+    down the connections while another still uses them); JAX ends its own at exit."""
+    import sys
+
+    tdist = sys.modules.get("torch.distributed")
+    if tdist is not None and tdist.is_available() and tdist.is_initialized():
+        tdist.barrier()
+        tdist.destroy_process_group()
 
 
 def cluster_sharded(

@@ -1,0 +1,552 @@
+"""A graph sharded by nodes gives the numbers of one device (docs/distributed.md).
+
+- `dmon.partition`: against brute force (every edge lands once, in its source's shard,
+  pointing at its target's row of the gathered array; blocks balanced by edges).
+- `dmon.distributed.shard_pool`: outputs and gradients against `dmon.pool` of the whole
+  graph on one device, on 4 simulated JAX devices and 2 torch gloo processes (the
+  processes of tests/distributed_worker.py).
+- `dmon cluster` sharded (4 simulated JAX devices, 2 JAX processes, 2 torch processes)
+  against the one-device run: losses epoch by epoch and the clusters.
+- A process that dies stops the others with one error line, quickly; a sharded run
+  resumes from its checkpoint exactly; Keras' `DataParallel` trains the layers on
+  batches of graphs as one device does.
+
+Every process started here is ended before its test returns.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import installed
+
+from dmon.partition import partition
+
+HERE = Path(__file__).parent
+CLUSTER_ARGS = ("karate", "--epochs", "60", "--dropout", "0", "--seed", "3", "--quiet")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "TF_ENABLE_ONEDNN_OPTS": "0",
+        "PYTHONHASHSEED": "0",
+        **extra,
+    }
+
+
+def _run(cmd: list[str], timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        cmd, env=_env(**env), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _torchrun(nproc: int, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(nproc),
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        *args,
+    ]
+
+
+# --- partition -------------------------------------------------------------------------
+
+
+def _random_graph(n: int, e: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # a few hubs, so that balancing by edges differs from balancing by nodes
+    src = np.where(rng.random(e) < 0.3, rng.integers(0, 3, e), rng.integers(0, n, e))
+    return np.stack([src, rng.integers(0, n, e)]), rng.uniform(0.1, 2.0, e)
+
+
+@pytest.mark.parametrize(("n", "parts"), [(1, 1), (7, 3), (50, 4), (200, 7), (3, 5)])
+def test_partition_holds_every_edge_once_in_its_source_shard(n: int, parts: int) -> None:
+    ei, w = _random_graph(n, 6 * n, seed=n)
+    p = partition(ei, n, parts, edge_weight=w)
+    assert p.bounds[0] == 0 and p.bounds[-1] == n and np.all(np.diff(p.bounds) >= 0)
+    # the gathered array's row r belongs to node: shard r // block, offset r % block
+    got = []
+    for q in range(parts):
+        for r, c, wt in zip(
+            p.row[q, : p.num_edges[q]],
+            p.col[q, : p.num_edges[q]],
+            p.weight[q, : p.num_edges[q]],
+            strict=True,
+        ):
+            src = p.bounds[q] + r
+            assert p.bounds[q] <= src < p.bounds[q + 1]
+            shard, offset = divmod(int(c), p.block)
+            dst = p.bounds[shard] + offset
+            assert dst < p.bounds[shard + 1]
+            got.append((int(src), int(dst), float(wt)))
+    assert sorted(got) == sorted(zip(ei[0].tolist(), ei[1].tolist(), w.tolist(), strict=True))
+    assert np.all(p.weight[:, p.num_edges.max() :] == 0)
+    x = np.arange(n * 3.0).reshape(n, 3)
+    np.testing.assert_array_equal(p.gather(p.scatter(x)), x)
+    assert p.valid.sum() == n and p.nodes_per_shard == np.diff(p.bounds).tolist()
+
+
+def test_partition_balances_edges_not_only_nodes() -> None:
+    n, parts = 400, 4
+    ei, _ = _random_graph(n, 4000, seed=1)
+    p = partition(ei, n, parts)
+    work = 1 + np.bincount(ei[0], minlength=n)
+    per_shard = [work[p.bounds[q] : p.bounds[q + 1]].sum() for q in range(parts)]
+    # contiguous blocks: each within one node's work of the ideal share
+    assert max(per_shard) <= work.sum() / parts + work.max()
+    assert p.nodes_per_shard[0] < n / parts  # the hubs' shard holds fewer nodes
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"edge_index": np.zeros((3, 2), int)}, ValueError, r"shape \(2, E\)"),
+        ({"edge_index": np.zeros((2, 2))}, TypeError, "integers"),
+        ({"edge_index": np.array([[0], [9]])}, ValueError, r"\[0, 5\)"),
+        ({"parts": 0}, ValueError, "parts"),
+        ({"edge_weight": -np.ones(1)}, ValueError, "non-negative"),
+        ({"batch": np.array([0, 0, 1, 1, 1])}, ValueError, "joins graphs"),
+        ({"batch": np.zeros(4, int)}, ValueError, r"\(N,\) = \(5,\)"),
+    ],
+)
+def test_partition_names_bad_input(kwargs: dict, error: type, match: str) -> None:
+    args = {"edge_index": np.array([[0], [3]]), "num_nodes": 5, "parts": 2, **kwargs}
+    with pytest.raises(error, match=match):
+        partition(**args)
+
+
+# --- the sharded pool against one device ---------------------------------------------------
+
+
+def _check_pool_report(report: dict, float32: float = 1e-6, float64: float = 1e-12) -> None:
+    assert len(report) == 5  # shards + 2 cases x 2 dtypes
+    for case, errors in report.items():
+        if case == "shards":
+            continue
+        tol = float32 if case.endswith("float32") else float64
+        assert errors["grad_scale"] > 0.1  # the gradient compared is not trivially zero
+        for key, value in errors.items():
+            if key != "grad_scale":
+                assert value <= tol, (case, key, value)
+
+
+@pytest.mark.skipif(not installed("jax"), reason="needs jax")
+def test_shard_pool_on_four_jax_devices_equals_one_device(tmp_path: Path) -> None:
+    out = tmp_path / "jax.json"
+    proc = _run(
+        [sys.executable, str(HERE / "distributed_worker.py"), "jax", str(out)],
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["shards"] == 4
+    _check_pool_report(report)
+
+
+@pytest.mark.skipif(not installed("torch"), reason="needs torch")
+def test_shard_pool_on_two_torch_processes_equals_one_device(tmp_path: Path) -> None:
+    out = tmp_path / "torch.json"
+    proc = _run(_torchrun(2, str(HERE / "distributed_worker.py"), "torch", str(out)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in range(2):
+        report = json.loads(Path(f"{out}.{rank}").read_text())
+        assert report["shards"] == 2
+        _check_pool_report(report)
+        for case, errors in report.items():
+            if case != "shards":
+                assert errors["padding_grad"] == 0.0
+
+
+# --- dmon cluster sharded against one device -----------------------------------------------
+
+needs_keras = pytest.mark.skipif(not installed("keras"), reason="dmon cluster needs keras")
+
+
+def _history(out: Path) -> np.ndarray:
+    with open(out / "history.csv") as fh:
+        rows = list(csv.reader(fh))[1:]
+    return np.array([[float(v) for v in row[1:]] for row in rows])
+
+
+def _assignments(out: Path) -> np.ndarray:
+    with open(out / "assignments.csv") as fh:
+        return np.array([int(row[1]) for row in list(csv.reader(fh))[1:]])
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The one-device runs the sharded ones must follow, per backend (Keras fixes the
+    initial weights per backend)."""
+    runs = {}
+    for backend in ("jax", "torch"):
+        if not (installed(backend) and installed("keras")):
+            continue
+        out = tmp_path_factory.mktemp(f"one-{backend}")
+        proc = _run(
+            [
+                sys.executable,
+                "-m",
+                "dmon",
+                "cluster",
+                *CLUSTER_ARGS,
+                "--backend",
+                backend,
+                "--out",
+                str(out),
+            ]
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[backend] = out
+    return runs
+
+
+def _check_follows(one: Path, sharded: Path, devices: int, processes: int, backend: str) -> None:
+    a, b = _history(one), _history(sharded)
+    assert a.shape == b.shape == (60, 3)
+    assert np.abs(a - b).max() <= 1e-4
+    assert a[-1, 0] < a[0, 0] - 0.05  # it trained: the comparison is not of two constants
+    assert (_assignments(one) == _assignments(sharded)).mean() >= 0.99
+    meta = json.loads((sharded / "metrics.json").read_text())["distributed"]
+    assert meta["backend"] == backend
+    assert meta["devices"] == devices and meta["processes"] == processes
+    assert sum(meta["nodes_per_shard"]) == 34 and len(meta["nodes_per_shard"]) == devices
+
+
+@needs_keras
+@pytest.mark.skipif(not installed("jax"), reason="needs jax")
+def test_cluster_on_four_simulated_jax_devices_follows_one_device(
+    one_device: dict[str, Path], tmp_path: Path
+) -> None:
+    proc = _run(
+        [
+            sys.executable,
+            "-m",
+            "dmon",
+            "cluster",
+            *CLUSTER_ARGS,
+            "--backend",
+            "jax",
+            "--devices",
+            "4",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _check_follows(one_device["jax"], tmp_path, devices=4, processes=1, backend="jax")
+
+
+@needs_keras
+@pytest.mark.skipif(not installed("jax"), reason="needs jax")
+def test_cluster_on_two_jax_processes_follows_one_device(
+    one_device: dict[str, Path], tmp_path: Path
+) -> None:
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dmon",
+                "cluster",
+                *CLUSTER_ARGS,
+                "--backend",
+                "jax",
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+                "--out",
+                str(tmp_path),
+                "--timeout",
+                "120",
+            ],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        results = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    assert "outputs in" in results[0][0] and "outputs in" not in results[1][0]
+    _check_follows(one_device["jax"], tmp_path, devices=2, processes=2, backend="jax")
+
+
+@needs_keras
+@pytest.mark.skipif(not installed("torch"), reason="needs torch")
+def test_cluster_on_two_torch_processes_follows_one_device(
+    one_device: dict[str, Path], tmp_path: Path
+) -> None:
+    proc = _run(
+        _torchrun(
+            2, "-m", "dmon", "cluster", *CLUSTER_ARGS, "--backend", "torch", "--out", str(tmp_path)
+        )
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("outputs in") == 1  # process 0 alone writes and reports
+    _check_follows(one_device["torch"], tmp_path, devices=2, processes=2, backend="torch")
+
+
+@needs_keras
+@pytest.mark.skipif(not installed("jax"), reason="needs jax")
+def test_sharded_run_resumes_exactly(tmp_path: Path) -> None:
+    args = [
+        sys.executable,
+        "-m",
+        "dmon",
+        "cluster",
+        "karate",
+        "--backend",
+        "jax",
+        "--devices",
+        "2",
+        "--dropout",
+        "0.3",
+        "--quiet",
+        "--checkpoint-every",
+        "10",
+    ]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert _run([*args, "--epochs", "40", "--out", str(whole)]).returncode == 0
+    assert _run([*args, "--epochs", "20", "--out", str(part)]).returncode == 0
+    proc = _run([*args, "--epochs", "40", "--out", str(part), "--resume"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    np.testing.assert_allclose(_history(part), _history(whole), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(_assignments(part), _assignments(whole))
+    assert json.loads((part / "metrics.json").read_text())["resumed_from"] == 20
+
+
+# --- faults ------------------------------------------------------------------------------
+
+
+def _wait_for(path: Path, procs: list[subprocess.Popen], limit: float = 300) -> None:
+    start = time.monotonic()
+    while not path.exists():
+        assert all(p.poll() is None for p in procs), "a process ended before training"
+        assert time.monotonic() - start < limit, "no checkpoint written"
+        time.sleep(0.2)
+
+
+@needs_keras
+@pytest.mark.skipif(not installed("jax"), reason="needs jax")
+def test_a_jax_process_that_dies_stops_the_other_with_one_line(tmp_path: Path) -> None:
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dmon",
+                "cluster",
+                "karate",
+                "--backend",
+                "jax",
+                "--epochs",
+                "1000000",
+                "--checkpoint-every",
+                "1",
+                "--quiet",
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+                "--out",
+                str(tmp_path),
+                "--timeout",
+                "30",
+            ],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        _wait_for(tmp_path / "checkpoint.npz", procs)
+        procs[1].send_signal(signal.SIGKILL)
+        start = time.monotonic()
+        _, err = procs[0].communicate(timeout=120)
+        elapsed = time.monotonic() - start
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+    assert procs[0].returncode == 2
+    assert elapsed < 60
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "another process of the job has probably ended" in lines[0]
+    from dmon import checkpoint
+
+    assert checkpoint.load(tmp_path / "checkpoint.npz").epoch >= 1  # kept for --resume
+
+
+@needs_keras
+@pytest.mark.skipif(not installed("torch"), reason="needs torch")
+def test_a_torch_process_that_dies_ends_the_job(tmp_path: Path) -> None:
+    job = subprocess.Popen(
+        _torchrun(
+            2,
+            "-m",
+            "dmon",
+            "cluster",
+            "karate",
+            "--backend",
+            "torch",
+            "--epochs",
+            "1000000",
+            "--checkpoint-every",
+            "1",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+            "--timeout",
+            "30",
+        ),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _wait_for(tmp_path / "checkpoint.npz", [job])
+        victim = _torch_worker(job.pid, rank=1)
+        os.kill(victim, signal.SIGKILL)
+        start = time.monotonic()
+        _, err = job.communicate(timeout=120)
+        elapsed = time.monotonic() - start
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+        job.communicate()
+    assert job.returncode != 0 and elapsed < 60
+    ours = [line for line in err.splitlines() if line.startswith("dmon: error:")]
+    assert ours and "another process of the job has probably ended" in ours[0]
+
+
+def _torch_worker(agent: int, rank: int) -> int:
+    """The pid of torchrun `agent`'s worker of `rank` (from /proc: its environment)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == agent and f"RANK={rank}".encode() in environ:
+            return int(entry.name)
+    raise AssertionError(f"no worker of rank {rank} under torchrun pid {agent}")
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+@needs_keras
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--devices", "0"], "--devices must be an int >= 1"),
+        (["--backend", "tensorflow", "--devices", "2"], "sharded training runs on jax or torch"),
+        (
+            ["--backend", "jax", "--coordinator", "127.0.0.1:1"],
+            "need --coordinator, --num-processes and --process-id",
+        ),
+        (
+            [
+                "--backend",
+                "jax",
+                "--coordinator",
+                "nohost",
+                "--num-processes",
+                "2",
+                "--process-id",
+                "0",
+            ],
+            "HOST:PORT",
+        ),
+        (
+            [
+                "--backend",
+                "jax",
+                "--coordinator",
+                "127.0.0.1:1",
+                "--num-processes",
+                "2",
+                "--process-id",
+                "2",
+            ],
+            "--process-id must be in [0, --num-processes = 2)",
+        ),
+        (["--backend", "torch", "--devices", "2"], "torch shards over processes"),
+        (["--backend", "jax", "--devices", "2", "--timeout", "0"], "--timeout must be"),
+    ],
+)
+def test_cli_refuses_a_launch_that_cannot_work(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    backend = args[args.index("--backend") + 1] if "--backend" in args else "jax"
+    if not installed(backend):
+        pytest.skip(f"needs {backend}")
+    proc = _run([sys.executable, "-m", "dmon", "cluster", "karate", *args, "--out", str(tmp_path)])
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+# --- Keras DataParallel over batches of graphs --------------------------------------------
+
+
+@pytest.mark.skipif(not (installed("jax") and installed("keras")), reason="needs jax and keras")
+def test_keras_layers_train_under_data_parallel_as_on_one_device(tmp_path: Path) -> None:
+    out = tmp_path / "dp.json"
+    proc = _run(
+        [sys.executable, str(HERE / "keras_data_parallel.py"), str(out)],
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        KERAS_BACKEND="jax",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["devices"] == 4 and report["batch_sharded"]
+    assert report["losses_moved"] > 1e-3  # training changed the loss
+    assert report["max_loss_diff"] <= 1e-5
+    assert report["max_weight_diff"] <= 1e-5
