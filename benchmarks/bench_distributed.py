@@ -48,33 +48,6 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _graph(n: int, m: int):
-    """An attributed SBM: 40 blocks, 80% of edges inside a block, features the block's
-    centre plus noise."""
-    import numpy as np
-
-    from dmon.data import Graph
-
-    rng = np.random.default_rng(0)
-    blocks = rng.integers(0, K, n)
-    members = [np.flatnonzero(blocks == b) for b in range(K)]
-    src = rng.integers(0, n, m)
-    inside = rng.random(m) < 0.8
-    dst = rng.integers(0, n, m)
-    for b in range(K):
-        pick = inside & (blocks[src] == b)
-        dst[pick] = rng.choice(members[b], int(pick.sum()))
-    keep = src != dst
-    src, dst = src[keep], dst[keep]
-    import scipy.sparse as sp
-
-    a = sp.coo_matrix((np.ones(src.size, np.float32), (src, dst)), shape=(n, n)).tocsr()
-    a = ((a + a.T) > 0).astype(np.float32).tocsr()
-    centres = rng.normal(size=(K, F)).astype(np.float32)
-    x = centres[blocks] + rng.normal(size=(n, F)).astype(np.float32)
-    return Graph(a, x, blocks, name="arxiv-size SBM")
-
-
 def _model_bytes(n_pad_total: int, parts: int) -> int:
     """Bytes per step and process from docs/distributed.md: the all-gather of S and its
     reduce-scatter (each process receives (P-1)/P of N·k floats in each), the all-reduce
@@ -92,6 +65,8 @@ def _model_bytes(n_pad_total: int, parts: int) -> int:
 
 def worker(engine: str, n: int, m: int, out: str) -> None:
     from dmon import sharded_train as st
+
+    from graphs import attributed_sbm
 
     counted = {"bytes": 0}
     rank = 0
@@ -138,7 +113,7 @@ def worker(engine: str, n: int, m: int, out: str) -> None:
     import keras  # noqa: F401  (the frameworks' own memory is the baseline)
 
     rss_before = _rss_mb()
-    graph = _graph(n, m)
+    graph = attributed_sbm(n, m, K, F)
     times: list[float] = []
     per_step: list[int] = []
 
