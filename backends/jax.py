@@ -65,6 +65,7 @@ class JaxOps(NumpyApiOps):
         n: int,
         cache: dict[str, Any] | None = None,
         cols: int | None = None,
+        symmetric: bool = False,
     ) -> Any:
         # A gather and a segment sum: what BCOO's matmul lowers to on CPU, and it jits.
         return (row, col, weight, n)

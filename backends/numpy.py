@@ -67,6 +67,7 @@ class NumpyOps(NumpyApiOps):
         n: int,
         cache: dict[str, Any] | None = None,
         cols: int | None = None,
+        symmetric: bool = False,
     ) -> Any:
         from scipy import sparse
 

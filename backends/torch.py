@@ -105,6 +105,7 @@ class TorchOps:
         n: int,
         cache: dict[str, Any] | None = None,
         cols: int | None = None,
+        symmetric: bool = False,
     ) -> Any:
         if self.torch.compiler.is_compiling():  # inductor has no sparse kernels
             return (row, col, weight, n)
@@ -121,9 +122,9 @@ class TorchOps:
             if r.numel() > 1 and not bool((r[1:] >= r[:-1]).all()):
                 order = self.torch.sort(r, stable=True).indices
                 r, c = r[order], c[order]
-            return _CsrIndex(_crow(self.torch, r, n), r, c, order, n, m)
+            return _CsrIndex(_crow(self.torch, r, n), r, c, order, n, m, symmetric and n == m)
 
-        index = remembered(cache, f"torch-csr-{n}-{m}-{row.device}", build)
+        index = remembered(cache, f"torch-csr-{n}-{m}-{symmetric}-{row.device}", build)
         return _Csr(index, weight if index.order is None else weight[index.order])
 
     def spmm(self, matrix: Any, dense: Any) -> Any:
@@ -161,15 +162,21 @@ class TorchOps:
 class _CsrIndex:
     """The index part of a CSR matrix (rows sorted), and lazily of its transpose."""
 
-    __slots__ = ("_transpose", "col", "cols", "crow", "n", "order", "row")
+    __slots__ = ("_transpose", "col", "cols", "crow", "n", "order", "row", "symmetric")
 
-    def __init__(self, crow: Any, row: Any, col: Any, order: Any, n: int, cols: int) -> None:
+    def __init__(
+        self, crow: Any, row: Any, col: Any, order: Any, n: int, cols: int, symmetric: bool = False
+    ) -> None:
         self.crow, self.row, self.col, self.order, self.n = crow, row, col, order, n
         self.cols = cols  # an (n, cols) matrix: a shard's rows of a larger graph
+        self.symmetric = symmetric  # A = Aᵀ: the transpose is this matrix itself
         self._transpose: tuple[_CsrIndex, Any] | None = None
 
     def transpose(self, torch: Any) -> tuple[_CsrIndex, Any]:
-        """The transpose's index and the permutation of this matrix's entries into it."""
+        """The transpose's index and the permutation of this matrix's entries into it
+        (`None`: the same order, for a symmetric matrix)."""
+        if self.symmetric:
+            return self, None
         if self._transpose is None:
             perm = torch.sort(self.col, stable=True).indices
             rows = self.col[perm]
@@ -237,7 +244,8 @@ def _csr_spmm(torch: Any) -> Any:
                 grad_weight = (grad.index_select(0, i.row) * dense.index_select(0, i.col)).sum(-1)
             if ctx.needs_input_grad[1]:
                 index, perm = csr.index.transpose(torch)
-                grad_dense = _Csr(index, None).matrix(torch, weight.detach()[perm]) @ grad
+                values = weight.detach() if perm is None else weight.detach()[perm]
+                grad_dense = _Csr(index, None).matrix(torch, values) @ grad
             return grad_weight, grad_dense, None
 
     _FUNCTION = CsrSpmm

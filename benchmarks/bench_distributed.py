@@ -9,7 +9,7 @@ docs/distributed.md. Writes the "distributed" section of docs/benchmarks.md.
 Every configuration runs in fresh processes (the peak RSS is each process's own). The
 graph is an attributed stochastic block model with ogbn-arxiv's sizes (169,343 nodes,
 1,166,243 undirected edges stored both ways, F = 128, 40 blocks, k = 40), generated from
-a seed in each process. Training is `dmon.sharded_train.cluster_sharded` (the model of
+a seed in each process. Training is `dmon.cluster(..., launch=Launch())` (the model of
 `dmon cluster`, dropout 0.5), 12 epochs; the epoch time is the median of the epochs after
 the second (the first compiles).
 
@@ -64,9 +64,9 @@ def _model_bytes(n_pad_total: int, parts: int) -> int:
 
 
 def worker(engine: str, n: int, m: int, out: str) -> None:
-    from dmon import sharded_train as st
-
     from graphs import attributed_sbm
+
+    from dmon import engines, train
 
     counted = {"bytes": 0}
     rank = 0
@@ -103,13 +103,13 @@ def worker(engine: str, n: int, m: int, out: str) -> None:
         rank = int(os.environ["RANK"])
     captured: dict = {}
     if engine == "jax":  # keep the engine, to read its compiled step afterwards
-        step = st._JaxEngine.step
+        step = engines.JaxEngine.step
 
         def keep(self, alpha, epoch):
             captured["engine"], captured["alpha"] = self, alpha
             return step(self, alpha, epoch)
 
-        st._JaxEngine.step = keep
+        engines.JaxEngine.step = keep
     import keras  # noqa: F401  (the frameworks' own memory is the baseline)
 
     rss_before = _rss_mb()
@@ -121,8 +121,8 @@ def worker(engine: str, n: int, m: int, out: str) -> None:
         times.append(time.perf_counter())
         per_step.append(counted["bytes"])
 
-    result = st.cluster_sharded(
-        graph, K, backend=engine, launch=st.Launch(), epochs=EPOCHS, on_epoch=on_epoch, seed=0
+    result = train.cluster(
+        graph, K, backend=engine, launch=engines.Launch(), epochs=EPOCHS, on_epoch=on_epoch, seed=0
     )
     epoch_ms = statistics.median(1e3 * (b - a) for a, b in itertools.pairwise(times[2:]))
     meta = result.distributed or {}
@@ -270,7 +270,7 @@ def main() -> None:
     lines = [
         "## Sharded training (docs/distributed.md)",
         "",
-        f"`python benchmarks/bench_distributed.py`: `dmon.sharded_train.cluster_sharded` on an "
+        f"`python benchmarks/bench_distributed.py`: `dmon.cluster(..., launch=Launch())` on an "
         f"attributed SBM with ogbn-arxiv's sizes ({n:,} nodes, {2 * m:,} directed edges, "
         f"F = {F}, k = {K}), {EPOCHS} epochs, on one machine ({os.cpu_count()} cores, "
         f"{platform.machine()}, CPU). torch: P processes under torchrun (gloo), each with "

@@ -278,7 +278,10 @@ def main() -> None:
 
     import dmon
 
-    label = {"arxiv": "arxiv-size attributed SBM (169,343 nodes, F = 128, k = 40)", "cora": "Cora (k = 16)"}
+    label = {
+        "arxiv": "arxiv-size attributed SBM (169,343 nodes, F = 128, k = 40)",
+        "cora": "Cora (k = 16)",
+    }
     lines = [
         "## Training: `dmon.cluster` per backend against hand-written PyTorch",
         "",
@@ -301,7 +304,9 @@ def main() -> None:
             row = rows.get((name, trainer))
             if row is None:
                 continue
-            spread = f"{row['epoch_ms'] / fastest:.2f}" if fastest and trainer != "handwritten" else "—"
+            spread = (
+                f"{row['epoch_ms'] / fastest:.2f}" if fastest and trainer != "handwritten" else "—"
+            )
             versus = f"{row['epoch_ms'] / ref['epoch_ms']:.2f}" if ref else "—"
             who = "hand-written PyTorch" if trainer == "handwritten" else f"dmon {trainer}"
             lines.append(

@@ -66,7 +66,7 @@ _SETTINGS = (
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from dmon import checkpoint, data, files, sharded_train, train
+    from dmon import checkpoint, data, engines, files, train
 
     for option, setting, attr in _SETTINGS:  # every argument before any work
         try:
@@ -103,7 +103,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     except ImportError as err:
         raise UsageError(f"{args.graph}: needs {err.name}: pip install {err.name}") from None
-    launch = sharded_train.Launch(
+    launch = engines.Launch(
         devices=args.devices,
         coordinator=args.coordinator,
         num_processes=args.num_processes,
@@ -124,11 +124,11 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         or args.coordinator is not None
         or args.num_processes is not None
         or args.process_id is not None
-        or (backend == "torch" and sharded_train.torchrun_launched())
+        or (backend == "torch" and engines.torchrun_launched())
     )
     if distributed:
         try:
-            sharded_train.check_launch(backend, launch)
+            engines.check_launch(backend, launch)
         except ValueError as err:
             # the Python API's argument names, as this command's options
             message = re.sub(
@@ -158,16 +158,11 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             flush=True,
         )
     try:
-        run = train.cluster
-        extra: dict[str, Any] = {}
-        if sharded:
-            run = sharded_train.cluster_sharded
-            extra["launch"] = launch
-        result = run(
+        result = train.cluster(
             graph,
             args.clusters,
             backend=backend,
-            **extra,
+            launch=launch if sharded else None,
             epochs=args.epochs,
             learning_rate=args.lr,
             dropout=args.dropout,
@@ -198,7 +193,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         os._exit(2)
     if rank != 0:  # process 0 reports and writes the outputs
-        sharded_train.finish()
+        engines.finish()
         return 0
     m = result.metrics
     rows = [
@@ -236,7 +231,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     written = _write_outputs(out, graph, result, args)
     print(f"outputs in {out}/: {' '.join(written)}")
     if sharded:
-        sharded_train.finish()
+        engines.finish()
     if result.interrupted:
         print(
             f"dmon: interrupted after epoch {result.epochs_completed} of {args.epochs}; "

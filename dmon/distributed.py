@@ -29,14 +29,17 @@ from dmon.sparse_graph import SparseGraph
 __all__ = [
     "Collectives",
     "JaxCollectives",
+    "LocalCollectives",
     "Partition",
     "Shard",
     "TorchCollectives",
+    "gcn_partition",
     "gcn_propagate",
     "jax_shards",
     "partition",
     "shard_pool",
     "shard_spmm",
+    "tf_shard",
     "torch_shard",
 ]
 
@@ -145,6 +148,21 @@ def _replicated_sum() -> Any:
     return _REPLICATED_SUM
 
 
+class LocalCollectives:
+    """One shard holds the whole graph: both collectives are the identity."""
+
+    size = 1
+
+    def all_gather(self, x: Array) -> Array:
+        return x
+
+    def all_sum(self, x: Array) -> Array:
+        return x
+
+    def sum_gradients(self, params: list[Any]) -> None:
+        del params
+
+
 class Shard:
     """One shard's graph: its edges (local source row, target row of the gathered array,
     weight), its valid rows and their graph ids, as arrays of one framework.
@@ -157,6 +175,12 @@ class Shard:
     ) -> None:
         self.row, self.col, self.weight = row, col, weight
         self.valid, self.batch, self.num_graphs = valid, batch, int(num_graphs)
+        # index structures a backend derives from the edges (torch's CSR and its
+        # transpose, TensorFlow's indices), built on first use; not part of the pytree
+        self.cache: dict[str, Any] = {}
+        # A = Aᵀ and this shard holds all of it (one device): the backward of A S may
+        # multiply by A itself (see dmon.SparseGraph)
+        self.symmetric = False
 
     def arrays(self) -> tuple[Array, ...]:
         return (self.row, self.col, self.weight, self.valid, self.batch)
@@ -203,7 +227,13 @@ def shard_spmm(shard: Shard, h: Array, comm: Collectives) -> Array:
     full = comm.all_gather(h)
     block, cols = _static(ops.shape(h)[0]), _static(ops.shape(full)[0])
     matrix = ops.sparse_matrix(
-        shard.row, shard.col, ops.astype(shard.weight, ops.dtype_name(h)), block, None, cols
+        shard.row,
+        shard.col,
+        ops.astype(shard.weight, ops.dtype_name(h)),
+        block,
+        shard.cache,
+        cols,
+        symmetric=shard.symmetric and block == cols,
     )
     return ops.spmm(matrix, full)
 
@@ -292,20 +322,51 @@ def _static(size: int | None) -> int:
     return int(size)
 
 
-def gcn_propagate(part: Partition, x: Any, edge_index: Any, edge_weight: Any = None) -> np.ndarray:
-    """`Â X` with `Â = D^-1/2 (A + I) D^-1/2` (`dmon.graph.gcn_normalize_sparse`), sharded:
-    `(P, block, F)` float64, padding rows zero.
+def gcn_partition(part: Partition, edge_index: Any, edge_weight: Any = None) -> Partition:
+    """The normalised adjacency `Â = D^-1/2 (A + I) D^-1/2` of a GCN
+    (`dmon.graph.gcn_normalize_sparse`, its self-loops as edges), split into the blocks
+    of `part`: for `shard_spmm(shard, h, comm)` = this shard's rows of `Â H`."""
+    from dmon.graph import gcn_normalize_sparse
 
-    A GCN's first layer is `Â X W`: when `X` is a constant, `Â X` is computed once per
-    fit (here, in float64) and the layer needs no communication per step."""
-    from dmon.graph import gcn_normalize_sparse, spmm
-
-    x = np.asarray(x, dtype=np.float64)
     w = None if edge_weight is None else np.asarray(edge_weight, dtype=np.float64)
     a_hat = gcn_normalize_sparse(
         SparseGraph(np.asarray(edge_index), w), part.num_nodes, dtype="float64", backend="numpy"
     )
-    return part.scatter(spmm(a_hat, x, backend="numpy"))
+    return partition(
+        np.asarray(a_hat.edge_index),
+        part.num_nodes,
+        part.parts,
+        np.asarray(a_hat.edge_weight),
+        like=part,
+    )
+
+
+def gcn_propagate(
+    part: Partition, x: Any, edge_index: Any, edge_weight: Any = None, *, stacked: bool = True
+) -> Any:
+    """`Â X` with `Â = D^-1/2 (A + I) D^-1/2` (`dmon.graph.gcn_normalize_sparse`), in
+    float64: sharded `(P, block, F)` (padding rows zero), or with `stacked=False` the
+    whole `(N, F)` (a SciPy sparse matrix when `x` is one).
+
+    A GCN's first layer is `Â X W`: when `X` is a constant, `Â X` is computed once per
+    fit and the layer needs no communication per step."""
+    import scipy.sparse as sp
+
+    from dmon.graph import gcn_normalize_sparse
+
+    w = None if edge_weight is None else np.asarray(edge_weight, dtype=np.float64)
+    a_hat = gcn_normalize_sparse(
+        SparseGraph(np.asarray(edge_index), w), part.num_nodes, dtype="float64", backend="numpy"
+    )
+    row, col = np.asarray(a_hat.edge_index)
+    matrix = sp.csr_matrix(
+        (np.asarray(a_hat.edge_weight), (row, col)), shape=(part.num_nodes, part.num_nodes)
+    )
+    if sp.issparse(x):
+        out = (matrix @ sp.csr_matrix(x, dtype=np.float64)).tocsr()
+        return out if not stacked else part.scatter(out.toarray())
+    out = matrix @ np.asarray(x, dtype=np.float64)
+    return part.scatter(out) if stacked else out
 
 
 def torch_shard(part: Partition, rank: int, device: Any = None, dtype: Any = None) -> Shard:
@@ -319,6 +380,21 @@ def torch_shard(part: Partition, rank: int, device: Any = None, dtype: Any = Non
         torch.as_tensor(a["weight"], dtype=dtype or torch.float32, device=device),
         torch.as_tensor(a["valid"], device=device),
         torch.as_tensor(a["batch"], dtype=torch.int64, device=device),
+        part.num_graphs,
+    )
+
+
+def tf_shard(part: Partition, rank: int = 0) -> Shard:
+    """Shard `rank` of `part` as TensorFlow tensors."""
+    import tensorflow as tf
+
+    a = part.shard(rank)
+    return Shard(
+        tf.constant(a["row"], tf.int64),
+        tf.constant(a["col"], tf.int64),
+        tf.constant(a["weight"], tf.float32),
+        tf.constant(a["valid"]),
+        tf.constant(a["batch"], tf.int64),
         part.num_graphs,
     )
 

@@ -132,9 +132,11 @@ class ArrayOps(Protocol):
         n: int,
         cache: dict[str, Any] | None = None,
         cols: int | None = None,
+        symmetric: bool = False,
     ) -> Any:
         """An `(n, cols)` matrix (`cols` defaults to `n`; a shard holds `n` rows of a
-        graph of `cols` nodes) in the form this framework multiplies fastest (CSR in torch and SciPy,
+        graph of `cols` nodes; `symmetric`: the caller promises `A = Aᵀ`, so a backward
+        may multiply by `A` instead of `Aᵀ`) in the form this framework multiplies fastest (CSR in torch and SciPy,
         `SparseTensor` in TensorFlow; the COO triple where only a segment sum compiles).
         Built once per call, at the boundary. `cache` (a `SparseGraph`'s own) may keep
         index structures (never weights, which may carry gradients) across calls, through

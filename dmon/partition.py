@@ -111,6 +111,8 @@ def partition(
     parts: int,
     edge_weight: Any = None,
     batch: Any = None,
+    *,
+    like: Partition | None = None,
 ) -> Partition:
     """Split a graph into `parts` contiguous node blocks balanced by edges.
 
@@ -121,6 +123,8 @@ def partition(
         edge_weight: `(E,)` non-negative weights (default 1).
         batch: `(N,)` graph id of every node for several graphs in one (PyG's `batch`);
             ids in `[0, B)`; no edge may join two graphs.
+        like: another partition of the same nodes whose blocks to keep (e.g. for the
+            normalised adjacency of a GCN, beside the adjacency's own).
 
     Returns:
         A `Partition`. Cost `O(E + N)` time and memory.
@@ -179,11 +183,18 @@ def partition(
                 f"{b[ei[1, i]]}; edges must stay within a graph"
             )
 
-    # Contiguous blocks of about equal work (1 per node + 1 per edge it sends).
-    work = np.cumsum(1 + np.bincount(ei[0], minlength=n))
-    targets = work[-1] * np.arange(1, p) / p
-    bounds = np.concatenate([[0], np.searchsorted(work, targets, side="left") + 1, [n]])
-    bounds = np.minimum(np.maximum.accumulate(bounds), n).astype(np.int64)
+    if like is not None:
+        if like.num_nodes != n or like.parts != p:
+            raise ValueError(
+                f"{where}: `like` splits {like.num_nodes} nodes into {like.parts} shards; "
+                f"this graph has {n} nodes and {p} shards"
+            )
+        bounds = like.bounds
+    else:  # contiguous blocks of about equal work (1 per node + 1 per edge it sends)
+        work = np.cumsum(1 + np.bincount(ei[0], minlength=n))
+        targets = work[-1] * np.arange(1, p) / p
+        bounds = np.concatenate([[0], np.searchsorted(work, targets, side="left") + 1, [n]])
+        bounds = np.minimum(np.maximum.accumulate(bounds), n).astype(np.int64)
     sizes = np.diff(bounds)
     block = max(int(sizes.max()), 1)
 

@@ -60,8 +60,13 @@ def to_adjacency(
         slots = batch * max_nodes + position
     weight = ops.astype(weight, dtype)
     cache = adj._cache if isinstance(adj, SparseGraph) else None
+    symmetric = isinstance(adj, SparseGraph) and adj.symmetric
     return SparseAdjacency(
-        ops.sparse_matrix(row, col, weight, n, cache), batch, slots, num_graphs, max_nodes
+        ops.sparse_matrix(row, col, weight, n, cache, symmetric=symmetric),
+        batch,
+        slots,
+        num_graphs,
+        max_nodes,
     )
 
 

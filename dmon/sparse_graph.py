@@ -28,6 +28,11 @@ class SparseGraph:
         max_num_nodes: size of the largest graph; needed with `batch` under `jit`, else
             computed.
         num_nodes: optional `N`, checked against the node features.
+        symmetric: the caller's promise that `A = Aᵀ` (an undirected graph listed in
+            both directions, as `dmon.data.load` makes it). The backward of `A @ S`
+            then multiplies by `A` itself instead of building `Aᵀ` (a sort of the edges
+            on torch; an adjoint product on TensorFlow). Not checked: a check would cost
+            that sort.
 
     Value checks (ids in range, non-negative, `batch` sorted) run when the arrays are
     concrete (eager); inside compiled code only shapes and dtypes are checked.
@@ -47,6 +52,7 @@ class SparseGraph:
         "max_num_nodes",
         "num_graphs",
         "num_nodes",
+        "symmetric",
     )
 
     def __init__(
@@ -57,6 +63,7 @@ class SparseGraph:
         num_graphs: int | None = None,
         max_num_nodes: int | None = None,
         num_nodes: int | None = None,
+        symmetric: bool = False,
     ) -> None:
         self.edge_index = edge_index
         self.edge_weight = edge_weight
@@ -64,6 +71,7 @@ class SparseGraph:
         self.num_graphs = num_graphs
         self.max_num_nodes = max_num_nodes
         self.num_nodes = num_nodes
+        self.symmetric = bool(symmetric)
         # Index structures a backend derives from edge_index (e.g. torch's CSR row
         # pointer), reused across calls with this graph. Never weights.
         self._cache: dict[str, Any] = {}
@@ -83,6 +91,7 @@ class SparseGraph:
             self.num_graphs,
             self.max_num_nodes,
             self.num_nodes,
+            self.symmetric,
         )
 
     def __repr__(self) -> str:

@@ -1,9 +1,11 @@
-"""Train the paper's DMoN model on one graph through the Keras 3 layers, so that one
-training path serves JAX, TensorFlow and PyTorch.
+"""Train the paper's DMoN model on one graph: `cluster`, for JAX, TensorFlow and PyTorch,
+on one device or sharded over many (docs/distributed.md).
 
 Model (google-research `train.py`): GCN encoder (64 units, SELU, skip connection) on the
 sparse graph → `DMoNPooling(k)` with collapse regularisation 1.0 and dropout 0.5 on the
-logits; Adam, learning rate 1e-3; full-batch epochs; hard clusters by argmax.
+logits; Adam, learning rate 1e-3; full-batch epochs; hard clusters by argmax. The model
+is built with the Keras 3 layers (`build_model`), whose initial weights a fit starts
+from; the steps are run by `dmon.engines`, written once against `dmon.ops`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import random
 import signal
 import sys
 import threading
@@ -19,13 +20,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dmon import checkpoint as ckpt
 from dmon import metrics
 from dmon.data import Graph, check_graph
+
+if TYPE_CHECKING:
+    from dmon.engines import Launch
 
 KERAS_BACKENDS = ("jax", "tensorflow", "torch")
 
@@ -64,7 +68,7 @@ class ClusterResult:
     resumed_from: int | None = None
     """The checkpoint's epoch when the run was resumed, else `None`."""
     distributed: dict[str, Any] | None = None
-    """For a sharded run (`dmon.sharded_train`): `backend`, `processes`, `devices`,
+    """For a sharded run (`launch`): `backend`, `processes`, `devices`,
     `nodes_per_shard`; `None` for a one-device run."""
 
 
@@ -162,47 +166,63 @@ def cluster(
     checkpoint_every: int = 50,
     resume: bool = False,
     resolution: float = 1.0,
+    launch: Launch | None = None,
 ) -> ClusterResult:
     """Cluster `graph` into at most `k` clusters with DMoN, trained on `backend`.
+
+    The model is the paper's (GCN `hidden` with SELU and a skip weight → a dense layer to
+    `k` logits → dropout → `DMoNPooling` with the collapse regularisation), with the
+    initial weights of the Keras model `build_model` draws from `seed`, trained with
+    Keras' Adam by an engine per backend (`dmon.engines`): one step compiled with
+    `jax.jit` or `tf.function`, or run by torch's autograd. `Â X` is computed once per
+    fit. With `launch`, the graph is sharded by nodes over devices and processes
+    (docs/distributed.md); every process calls `cluster` alike and gets the full result.
 
     Args:
         graph: a `dmon.data.Graph` (see `dmon.data.load`).
         k: number of clusters (2 ≤ k ≤ N).
-        backend: Keras backend, `"jax"`, `"tensorflow"` or `"torch"` (default: Keras'
-            configured one, else the first installed). Must be chosen before Keras is
-            imported in this process.
+        backend: `"jax"`, `"tensorflow"` or `"torch"` (default: Keras' configured one,
+            else the first installed). Must be chosen before Keras is imported in this
+            process (the initial weights come from a Keras model).
         epochs: full-batch training epochs (the paper: 1000).
         learning_rate: Adam's learning rate (1e-3).
-        dropout: dropout on the DMoN logits (0.5).
+        dropout: dropout on the logits (0.5). The masks come from a counter-based
+            generator keyed by (seed, epoch, shard): a run is reproducible on a backend
+            and a resumed run is exact.
         collapse_regularization: weight of the collapse loss (1.0).
         hidden: GCN units (64).
-        seed: seeds Python, NumPy and the backend; a run is reproducible on a backend.
+        seed: the initial weights and the dropout masks.
         on_epoch: called as `on_epoch(epoch, logs)` after every epoch (progress bars).
         checkpoint: a `.npz` path for training checkpoints (see `dmon.checkpoint`):
-            model, optimizer and RNG state and the history, written atomically every
-            `checkpoint_every` epochs, at the last epoch and when interrupted.
+            weights, Adam's moments and the history, written atomically (by process 0)
+            every `checkpoint_every` epochs, at the last epoch and when interrupted.
         checkpoint_every: epochs between checkpoints (0: only the last one).
         resume: continue from `checkpoint`, which must come from a run with the same
             graph and settings (`epochs` may differ). The result equals that of an
             uninterrupted run with the same seed on the same backend.
         resolution: `γ` of the generalized modularity the spectral loss maximises
-            (default 1; ½ with half the loss is google-research's objective). Lower
-            values favour fewer, larger clusters. `metrics` report modularity at 1 and,
-            when `γ ≠ 1`, at `γ` too.
+            (default 1; ½ with half the loss is google-research's objective). `metrics`
+            report modularity at 1 and, when `γ ≠ 1`, at `γ` too.
+        launch: shard over JAX devices or processes, or the processes of a torchrun job
+            (`dmon.engines.Launch`); `None` trains on one device.
 
-    Ctrl-C (SIGINT, when called from the main thread) stops after the current epoch and
-    returns the result so far with `interrupted=True`; a second Ctrl-C raises
-    `KeyboardInterrupt` at once.
+    Ctrl-C (SIGINT, in the main thread of a one-process run) stops after the current
+    epoch and returns the result so far with `interrupted=True`; a second Ctrl-C raises
+    `KeyboardInterrupt` at once. (A sharded run stops at once: its processes would first
+    have to agree on the epoch; resume from the last checkpoint.)
 
     Returns:
-        A `ClusterResult`.
+        A `ClusterResult`; for a sharded run its `distributed` describes the split.
 
     Raises:
         ValueError / TypeError: a setting out of range (see `check_setting`).
+        BackendError: a backend or launch that cannot be used.
         TrainingDiverged: a non-finite loss; the message names the epoch, and the last
             checkpoint (of a finite epoch) is kept.
         dmon.checkpoint.CheckpointError: `resume` without a usable checkpoint of this run.
     """
+    from dmon import engines
+
     settings = {
         "k": k,
         "epochs": epochs,
@@ -226,17 +246,38 @@ def cluster(
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the `checkpoint` path to resume from")
     name = select_backend(backend)
-    import keras
+    if launch is not None:
+        try:
+            engines.check_launch(name, launch)
+        except ValueError as err:
+            raise BackendError(str(err)) from None
+    # The engine first: jax.distributed must start before any JAX array exists.
+    engine = engines.make_engine(name, launch)
 
     n, f = graph.features.shape
     ei, w = graph.edge_index()
-    ei = ei.astype(np.int32)  # JAX's default integer; ids < 2³¹ on every backend
+    data = engines.prepare(ei, w, graph.features, engine.parts)
+    model, pool_layer = build_model(
+        n, f, ei.shape[1], k, hidden, dropout, collapse_regularization, resolution, seed
+    )
+    gcn, dense = model.get_layer("gcn"), pool_layer.mlp[0]
+    initial = [
+        np.asarray(_numpy(v), dtype=np.float32)
+        for v in (gcn.kernel, gcn.bias, gcn.skip_weight, dense.kernel, dense.bias)
+    ]
+    del model, pool_layer, gcn, dense
+    engine.setup(data, initial, k, dropout, seed, collapse_regularization, resolution)
+    del data
+
     run = {
-        "graph": ckpt.arrays_sha256(ei, w, graph.features),
+        "graph": ckpt.arrays_sha256(ei.astype(np.int32), w, graph.features),
         "backend": name,
+        "trainer": engines.TRAINER,
         **{key: float(v) if isinstance(v, float) else int(v) for key, v in settings.items()},
     }
     del run["checkpoint_every"]
+    history: dict[str, list[float]] = {"loss": [], "spectral_loss": [], "cluster_loss": []}
+    start = 0
     state = None
     if resume:
         assert checkpoint is not None
@@ -251,47 +292,56 @@ def cluster(
             raise ckpt.CheckpointError(
                 f"{checkpoint}: already at epoch {state.epoch}, past epochs = {epochs}"
             )
-
-    model, pool_layer = build_model(
-        n, f, ei.shape[1], k, hidden, dropout, collapse_regularization, resolution, seed
-    )
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=name != "torch")
-    data = [graph.features[None], ei[None], w[None]]
-    history: dict[str, list[float]] = {"loss": [], "spectral_loss": [], "cluster_loss": []}
-    start = 0
-    if state is not None:
-        _restore(keras, model, state, checkpoint)
+        names = [key for key, _ in state.model] + [key for key, _ in state.optimizer]
+        params = engines.PARAMS
+        if names != [*params, *(f"m/{p}" for p in params), *(f"v/{p}" for p in params)]:
+            raise ckpt.CheckpointError(
+                f"{checkpoint}: its variables do not match this model's; start afresh"
+            )
+        engine.set_state([a for _, a in (*state.model, *state.optimizer)])
         history = {key: list(state.history.get(key, [])) for key in history}
         start = state.epoch
-
-    stop = _InterruptFlag()
-    # epochs done, and the epoch of this run's last checkpoint (the one resumed from)
     outcome: dict[str, Any] = {"done": start, "saved": start if state is not None else None}
 
     def save(epoch: int) -> None:
-        if checkpoint is not None:
-            outcome["saved"] = epoch
-            ckpt.save(
-                checkpoint,
-                ckpt.Checkpoint(
-                    epoch,
-                    run,
-                    _values(keras, model.variables),
-                    _values(keras, model.optimizer.variables),
-                    history,
-                    _rng_state(name),
-                ),
-            )
+        if checkpoint is None:
+            return
+        outcome["saved"] = epoch
+        if engine.rank != 0:
+            return
+        arrays = engine.state()
+        p = len(engines.PARAMS)
+        ckpt.save(
+            checkpoint,
+            ckpt.Checkpoint(
+                epoch,
+                run,
+                list(zip(engines.PARAMS, arrays[:p], strict=True)),
+                [(f"m/{n}", a) for n, a in zip(engines.PARAMS, arrays[p : 2 * p], strict=True)]
+                + [(f"v/{n}", a) for n, a in zip(engines.PARAMS, arrays[2 * p :], strict=True)],
+                history,
+            ),
+        )
 
-    class Record(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            row = {"loss": float((logs or {}).get("loss", np.nan))}
-            for key in ("spectral", "cluster"):
-                row[f"{key}_loss"] = float(keras.ops.convert_to_numpy(pool_layer.last_losses[key]))
-            if not all(math.isfinite(v) for v in row.values()):
-                outcome["diverged"] = (epoch + 1, row)
-                self.model.stop_training = True
-                return  # nothing of this epoch is kept, and no checkpoint is written
+    stop = _InterruptFlag(enabled=engine.processes == 1)
+    t0 = time.perf_counter()
+    with stop:
+        for epoch in range(start, epochs):
+            values = engine.step(engines.adam_alpha(learning_rate, epoch + 1), epoch)
+            row = dict(zip(("loss", "spectral_loss", "cluster_loss"), values, strict=True))
+            if not all(math.isfinite(v) for v in values):
+                saved = outcome["saved"]
+                kept = (
+                    f"; the last checkpoint (epoch {saved}) is kept in {checkpoint}"
+                    if saved is not None
+                    else ""
+                )
+                detail = ", ".join(f"{key} {v:.4g}" for key, v in row.items())
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch + 1}: non-finite loss ({detail}); lower "
+                    f"the learning rate or check the features{kept}",
+                    epoch + 1,
+                )
             for key, value in row.items():
                 history[key].append(value)
             outcome["done"] = epoch + 1
@@ -301,37 +351,11 @@ def cluster(
             if stop.raised or last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0):
                 save(epoch + 1)
             if stop.raised:
-                self.model.stop_training = True
-
-    t0 = time.perf_counter()
-    if start < epochs:
-        with stop:
-            model.fit(
-                data,
-                epochs=epochs,
-                initial_epoch=start,
-                batch_size=1,
-                verbose=0,
-                shuffle=False,
-                callbacks=[Record()],
-            )
-    elif checkpoint is not None:
+                break
+    if start >= epochs:
         save(start)  # a finished run resumed: nothing to train
     seconds = time.perf_counter() - t0
-    if "diverged" in outcome:
-        epoch, row = outcome["diverged"]
-        kept = (
-            f"; the last checkpoint (epoch {outcome['saved']}) is kept in {checkpoint}"
-            if outcome["saved"] is not None
-            else ""
-        )
-        values = ", ".join(f"{k} {v:.4g}" for k, v in row.items())
-        raise TrainingDiverged(
-            f"training diverged at epoch {epoch}: non-finite loss ({values}); lower the "
-            f"learning rate or check the features{kept}",
-            epoch,
-        )
-    probabilities = np.asarray(model.predict(data, batch_size=1, verbose=0))[0]
+    probabilities = engine.predict()
     if not np.all(np.isfinite(probabilities)):
         raise TrainingDiverged(
             "the trained model gives non-finite assignments; lower the learning rate or check the features",
@@ -344,6 +368,17 @@ def cluster(
         quality["modularity_at_resolution"] = metrics.modularity(
             graph.adjacency, assignments, resolution=resolution
         )
+    distributed = None
+    if launch is not None:
+        distributed = {
+            "backend": name,
+            "processes": engine.processes,
+            "devices": engine.parts,
+            "device_kind": engine.device_kind(),
+            "process_id": engine.rank,
+            "nodes_per_shard": engine.part.nodes_per_shard,
+            "edges_per_shard": engine.part.num_edges.astype(int).tolist(),
+        }
     return ClusterResult(
         assignments,
         probabilities,
@@ -354,6 +389,7 @@ def cluster(
         epochs_completed=outcome["done"],
         interrupted=stop.raised and outcome["done"] < epochs,
         resumed_from=None if state is None else state.epoch,
+        distributed=distributed,
     )
 
 
@@ -371,7 +407,7 @@ def build_model(
     """The paper's model as a Keras functional model on one graph (inputs `x` `(1, N, F)`,
     `edge_index` `(1, 2, E)`, `edge_weight` `(1, E)`; output `s`), its weights drawn
     after `keras.utils.set_random_seed(seed)`, and its `DMoNPooling` layer. The sharded
-    trainer (`dmon.sharded_train`) starts from these same weights."""
+    trainer (`dmon.engines`) starts from these weights."""
     import keras
 
     from dmon.layers.keras import DMoNPooling, GCNConv
@@ -392,72 +428,19 @@ def build_model(
     return keras.Model([x_in, ei_in, w_in], s), pool_layer
 
 
-def _values(keras: Any, variables: Any) -> list[tuple[str, np.ndarray]]:
-    return [(v.path, np.asarray(keras.ops.convert_to_numpy(v))) for v in variables]
+def _numpy(v: Any) -> np.ndarray:
+    import keras
 
-
-def _restore(keras: Any, model: Any, state: ckpt.Checkpoint, where: Any) -> None:
-    """Assign a checkpoint's values to the model's and optimizer's variables, matched by
-    path, shape and dtype (the optimizer is built first)."""
-    model.optimizer.build(model.trainable_variables)
-    for kind, variables, saved in (
-        ("model", model.variables, state.model),
-        ("optimizer", model.optimizer.variables, state.optimizer),
-    ):
-        have = [(v.path, tuple(v.shape)) for v in variables]
-        want = [(name, tuple(value.shape)) for name, value in saved]
-        if have != want:
-            raise ckpt.CheckpointError(
-                f"{where}: its {kind} variables do not match this model's; start afresh"
-            )
-        for var, (_, value) in zip(variables, saved, strict=True):
-            var.assign(value.astype(keras.backend.standardize_dtype(var.dtype)))
-    _set_rng_state(state.rng)
-
-
-def _rng_state(backend: str) -> list[tuple[str, np.ndarray]]:
-    """The global generators' states: Python's and NumPy's (Keras draws default seeds
-    from them) and, on torch, torch's (Keras' unseeded dropout uses it)."""
-    version, words, _ = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    state: list[tuple[str, np.ndarray]] = [
-        ("python", np.asarray([version, *words], dtype=np.int64)),
-        ("numpy", np.asarray(keys, dtype=np.uint32)),
-        ("numpy_extra", np.asarray([pos, has_gauss, cached], dtype=np.float64)),
-    ]
-    if backend == "torch":
-        import torch
-
-        state.append(("torch", torch.get_rng_state().numpy()))
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            for i, s in enumerate(torch.cuda.get_rng_state_all()):
-                state.append((f"torch_cuda_{i}", s.numpy()))
-    return state
-
-
-def _set_rng_state(saved: list[tuple[str, np.ndarray]]) -> None:
-    state = dict(saved)
-    if "python" in state:
-        version, *words = (int(v) for v in state["python"])
-        random.setstate((version, tuple(words), None))
-    if "numpy" in state and "numpy_extra" in state:
-        pos, has_gauss, cached = state["numpy_extra"].tolist()
-        np.random.set_state(("MT19937", state["numpy"], int(pos), int(has_gauss), cached))
-    if "torch" in state:
-        import torch
-
-        torch.set_rng_state(torch.from_numpy(state["torch"].copy()))
-        for key, value in state.items():
-            if key.startswith("torch_cuda_") and torch.cuda.is_available():
-                torch.cuda.set_rng_state(torch.from_numpy(value.copy()), int(key.rsplit("_", 1)[1]))
+    return np.asarray(keras.ops.convert_to_numpy(v))
 
 
 class _InterruptFlag:
-    """While active (in the main thread), the first SIGINT sets `raised` instead of
-    raising `KeyboardInterrupt`; the second one raises as usual."""
+    """While active (in the main thread, and `enabled`), the first SIGINT sets `raised`
+    instead of raising `KeyboardInterrupt`; the second one raises as usual."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self.raised = False
+        self.enabled = enabled
         self._previous: Any = None
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -465,7 +448,7 @@ class _InterruptFlag:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def __enter__(self) -> _InterruptFlag:
-        if threading.current_thread() is threading.main_thread():
+        if self.enabled and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 

@@ -1,0 +1,175 @@
+"""The training engines (`dmon.engines`) against independent oracles:
+
+- Per-epoch losses of `dmon.cluster` (dropout 0, fixed seed) against the same model
+  trained by Keras' own `model.fit` (tests/keras_reference_train.py: how `dmon.cluster`
+  trained before the engines), on every backend, within 1e-5; for dense features
+  (`(Â X) W`, precomputed `Â X`) and sparse ones (`Â (X W)`).
+- The custom gradients of the sparse products (torch's CSR product, with and without the
+  symmetric shortcut, square and rectangular; TensorFlow's CSR product) against autodiff
+  of the dense product.
+- `adam_update` against `keras.optimizers.Adam`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import installed
+
+HERE = Path(__file__).parent
+EPOCHS = 60
+
+
+def _env(backend: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "TF_ENABLE_ONEDNN_OPTS": "0",
+        "PYTHONHASHSEED": "0",
+    }
+
+
+def _json(cmd: list[str], backend: str) -> dict:
+    proc = subprocess.run(
+        cmd, env=_env(backend), capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+_ENGINE = """
+import json, sys
+from dmon import data, train
+graph = data.load(sys.argv[1])
+r = train.cluster(graph, int(sys.argv[2]), backend=sys.argv[3], epochs=int(sys.argv[4]),
+                  dropout=0.0, seed=int(sys.argv[5]))
+print(json.dumps({"history": r.history, "assignments": r.assignments.tolist()}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch", "tensorflow"])
+@pytest.mark.parametrize(("graph", "k"), [("karate", 2), ("sbm", 4)])
+def test_engines_follow_keras_fit_epoch_by_epoch(backend: str, graph: str, k: int) -> None:
+    if not (installed(backend) and installed("keras")):
+        pytest.skip(f"needs {backend} and keras")
+    args = [graph, str(k)]
+    ref = _json(
+        [sys.executable, str(HERE / "keras_reference_train.py"), *args, str(EPOCHS), "3"], backend
+    )
+    new = _json([sys.executable, "-c", _ENGINE, *args, backend, str(EPOCHS), "3"], backend)
+    for key, values in ref["history"].items():
+        a, b = np.array(values), np.array(new["history"][key])
+        assert a.shape == b.shape == (EPOCHS,)
+        assert np.abs(a - b).max() <= 1e-5, (key, np.abs(a - b).max())
+    assert abs(ref["history"]["loss"][-1] - ref["history"]["loss"][0]) > 1e-3  # it trained
+    assert np.mean(np.array(ref["assignments"]) == np.array(new["assignments"])) >= 0.99
+
+
+def test_prepare_chooses_the_form_of_the_gcn_product() -> None:
+    from dmon import engines
+    from dmon.data import load
+
+    sparse = load("karate")  # identity features: 1/34 non-zeros
+    ei, w = sparse.edge_index()
+    data = engines.prepare(ei, w, sparse.features, 2)
+    assert data.ax is None and data.a_hat is not None and "row" in data.x
+    assert data.symmetric
+    dense = load("sbm")
+    ei, w = dense.edge_index()
+    data = engines.prepare(ei, w, dense.features, 3)
+    assert data.a_hat is None and data.ax is not None and "dense" in data.x
+    # Â X against Â built densely: D^-1/2 (A + I) D^-1/2 X
+    a = dense.adjacency.toarray().astype(np.float64) + np.eye(dense.num_nodes)
+    d = a.sum(1) ** -0.5
+    want = (d[:, None] * a * d[None, :]) @ dense.features.astype(np.float64)
+    got = data.part.gather(data.ax["dense"])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _problem(n: int, cols: int, symmetric: bool, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    a = (rng.random((n, cols)) < 0.3) * rng.uniform(0.5, 2.0, (n, cols))
+    if symmetric:
+        a = np.triu(a, 1)
+        a = a + a.T
+    row, col = np.nonzero(a)
+    perm = rng.permutation(row.size)  # unsorted edges, as users pass them
+    return a, row[perm], col[perm], a[row[perm], col[perm]], rng.normal(size=(cols, 5))
+
+
+@pytest.mark.parametrize(("n", "cols", "symmetric"), [(9, 9, True), (9, 9, False), (6, 14, False)])
+def test_torch_sparse_product_gradients_equal_autodiff_of_the_dense_one(
+    n: int, cols: int, symmetric: bool
+) -> None:
+    torch = pytest.importorskip("torch")
+    from dmon.ops import backend_by_name
+
+    ops = backend_by_name("torch")
+    a, row, col, w, s = _problem(n, cols, symmetric)
+    weight = torch.tensor(w, requires_grad=True)
+    dense_s = torch.tensor(s, requires_grad=True)
+    g = torch.tensor(np.random.default_rng(1).normal(size=(n, 5)))
+    m = ops.sparse_matrix(
+        torch.as_tensor(row), torch.as_tensor(col), weight, n, {}, cols, symmetric=symmetric
+    )
+    (ops.spmm(m, dense_s) * g).sum().backward()
+    a_t = torch.zeros(n, cols, dtype=torch.float64)
+    w_ref = torch.tensor(w, requires_grad=True)
+    s_ref = torch.tensor(s, requires_grad=True)
+    a_t = a_t.index_put((torch.as_tensor(row), torch.as_tensor(col)), w_ref)
+    ((a_t @ s_ref) * g).sum().backward()
+    torch.testing.assert_close(dense_s.grad, s_ref.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(weight.grad, w_ref.grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("n", "cols"), [(9, 9), (6, 14)])
+def test_tensorflow_sparse_product_gradients_equal_autodiff_of_the_dense_one(
+    n: int, cols: int
+) -> None:
+    tf = pytest.importorskip("tensorflow")
+    from dmon.ops import backend_by_name
+
+    ops = backend_by_name("tensorflow")
+    a, row, col, w, s = _problem(n, cols, symmetric=False)
+    weight, dense_s = tf.Variable(w), tf.Variable(s)
+    g = tf.constant(np.random.default_rng(1).normal(size=(n, 5)))
+    with tf.GradientTape() as tape:
+        m = ops.sparse_matrix(tf.constant(row), tf.constant(col), weight, n, {}, cols)
+        total = tf.reduce_sum(ops.spmm(m, dense_s) * g)
+    got = tape.gradient(total, [weight, dense_s])
+    np.testing.assert_allclose(ops.spmm(m, tf.constant(s)).numpy(), a @ s, rtol=1e-12)
+    np.testing.assert_allclose(got[1].numpy(), a.T @ g.numpy(), rtol=1e-12, atol=1e-12)
+    want_w = (g.numpy()[row] * s[col]).sum(-1)
+    np.testing.assert_allclose(got[0].numpy(), want_w, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not (installed("jax") and installed("keras")), reason="needs jax and keras")
+def test_adam_update_is_keras_adam() -> None:
+    import subprocess
+
+    code = """
+import numpy as np, keras, jax.numpy as jnp
+from dmon import engines
+rng = np.random.default_rng(0)
+w = rng.normal(size=(4, 3)).astype("float32")
+var = keras.Variable(w)
+opt = keras.optimizers.Adam(0.01)
+p, m, v = [jnp.asarray(w)], [jnp.zeros_like(w)], [jnp.zeros_like(w)]
+for t in range(1, 6):
+    g = rng.normal(size=(4, 3)).astype("float32")
+    opt.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
+    p, m, v = engines.adam_update(p, [jnp.asarray(g)], m, v, engines.adam_alpha(0.01, t))
+print(float(np.abs(np.asarray(p[0]) - keras.ops.convert_to_numpy(var)).max()))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=_env("jax"), capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.strip().splitlines()[-1]) <= 1e-6
