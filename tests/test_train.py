@@ -119,7 +119,9 @@ def test_torch_sparse_product_gradients_equal_autodiff_of_the_dense_one(
     m = ops.sparse_matrix(
         torch.as_tensor(row), torch.as_tensor(col), weight, n, {}, cols, symmetric=symmetric
     )
-    (ops.spmm(m, dense_s) * g).sum().backward()
+    out = ops.spmm(m, dense_s)
+    np.testing.assert_allclose(out.detach().numpy(), a @ s, rtol=1e-12, atol=1e-12)
+    (out * g).sum().backward()
     a_t = torch.zeros(n, cols, dtype=torch.float64)
     w_ref = torch.tensor(w, requires_grad=True)
     s_ref = torch.tensor(s, requires_grad=True)
