@@ -127,11 +127,19 @@ class TensorFlowOps:
             inverse = self.tf.scatter_nd(
                 order[:, None], self.tf.range(self.tf.size(order)), self.tf.shape(order)
             )
+            if self.tf.executing_eagerly() and bool(
+                self.tf.reduce_all(order == self.tf.range(self.tf.size(order)))
+            ):
+                inverse = None  # already in row order (PyG's and dmon's graphs are)
             if cache is not None and self.tf.executing_eagerly():
                 cache[key] = (indices, inverse)
-        values = self.tf.scatter_nd(
-            self.tf.cast(inverse[:, None], "int64"), weight, self.tf.shape(weight, out_type="int64")
-        )
+        values = weight
+        if inverse is not None:
+            values = self.tf.scatter_nd(
+                self.tf.cast(inverse[:, None], "int64"),
+                weight,
+                self.tf.shape(weight, out_type="int64"),
+            )
         return _Csr(indices, values, (n, m))
 
     def spmm(self, matrix: Any, dense: Any) -> Any:
