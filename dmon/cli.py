@@ -148,8 +148,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     ckpt_path = out / checkpoint.FILENAME
     if args.resume and not ckpt_path.is_file():
         raise UsageError(f"--resume: no checkpoint in {out}/ ({checkpoint.FILENAME})")
-    sharded = distributed
-    rank = _rank(args) if sharded else 0
+    rank = _rank(args) if distributed else 0
     if rank == 0:  # one header for the job, not one per process
         print(
             f"dmon {__version__}: {graph.name}: {graph.num_nodes} nodes, {graph.num_edges} edges, "
@@ -162,7 +161,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             graph,
             args.clusters,
             backend=backend,
-            launch=launch if sharded else None,
+            launch=launch if distributed else None,
             epochs=args.epochs,
             learning_rate=args.lr,
             dropout=args.dropout,
@@ -178,7 +177,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     except (train.TrainingDiverged, checkpoint.CheckpointError, train.BackendError) as err:
         raise UsageError(str(err)) from None
     except Exception as err:
-        if not sharded or os.environ.get("DMON_DEBUG"):
+        if not distributed or os.environ.get("DMON_DEBUG"):
             raise
         # A collective failed: another process of the job has most likely ended. Exit at
         # once: JAX's exit handler would wait for the lost process at a shutdown barrier
@@ -230,7 +229,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     print(_table(rows))
     written = _write_outputs(out, graph, result, args)
     print(f"outputs in {out}/: {' '.join(written)}")
-    if sharded:
+    if distributed:
         engines.finish()
     if result.interrupted:
         print(

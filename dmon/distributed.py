@@ -91,10 +91,6 @@ class TorchCollectives:
         self.group = group
         self._dist, self._fn = dist, fn
 
-    @property
-    def size(self) -> int:
-        return int(self._dist.get_world_size(self.group))
-
     def all_gather(self, x: Array) -> Array:
         import warnings
 
@@ -150,8 +146,6 @@ def _replicated_sum() -> Any:
 
 class LocalCollectives:
     """One shard holds the whole graph: both collectives are the identity."""
-
-    size = 1
 
     def all_gather(self, x: Array) -> Array:
         return x
@@ -322,51 +316,37 @@ def _static(size: int | None) -> int:
     return int(size)
 
 
-def gcn_partition(part: Partition, edge_index: Any, edge_weight: Any = None) -> Partition:
-    """The normalised adjacency `Â = D^-1/2 (A + I) D^-1/2` of a GCN
-    (`dmon.graph.gcn_normalize_sparse`, its self-loops as edges), split into the blocks
-    of `part`: for `shard_spmm(shard, h, comm)` = this shard's rows of `Â H`."""
+def _normalized(part: Partition, edge_index: Any, edge_weight: Any) -> tuple[Any, Any]:
+    """`Â`'s edges (self-loops included) and float64 weights, by
+    `dmon.graph.gcn_normalize_sparse` on the NumPy backend."""
     from dmon.graph import gcn_normalize_sparse
 
     w = None if edge_weight is None else np.asarray(edge_weight, dtype=np.float64)
     a_hat = gcn_normalize_sparse(
         SparseGraph(np.asarray(edge_index), w), part.num_nodes, dtype="float64", backend="numpy"
     )
-    return partition(
-        np.asarray(a_hat.edge_index),
-        part.num_nodes,
-        part.parts,
-        np.asarray(a_hat.edge_weight),
-        like=part,
-    )
+    return np.asarray(a_hat.edge_index), np.asarray(a_hat.edge_weight)
 
 
-def gcn_propagate(
-    part: Partition, x: Any, edge_index: Any, edge_weight: Any = None, *, stacked: bool = True
-) -> Any:
+def gcn_partition(part: Partition, edge_index: Any, edge_weight: Any = None) -> Partition:
+    """The normalised adjacency `Â = D^-1/2 (A + I) D^-1/2` of a GCN
+    (`dmon.graph.gcn_normalize_sparse`, its self-loops as edges), split into the blocks
+    of `part`: for `shard_spmm(shard, h, comm)` = this shard's rows of `Â H`."""
+    ei, w = _normalized(part, edge_index, edge_weight)
+    return partition(ei, part.num_nodes, part.parts, w, like=part)
+
+
+def gcn_propagate(part: Partition, x: Any, edge_index: Any, edge_weight: Any = None) -> np.ndarray:
     """`Â X` with `Â = D^-1/2 (A + I) D^-1/2` (`dmon.graph.gcn_normalize_sparse`), in
-    float64: sharded `(P, block, F)` (padding rows zero), or with `stacked=False` the
-    whole `(N, F)` (a SciPy sparse matrix when `x` is one).
+    float64, sharded: `(P, block, F)`, padding rows zero.
 
     A GCN's first layer is `Â X W`: when `X` is a constant, `Â X` is computed once per
     fit and the layer needs no communication per step."""
     import scipy.sparse as sp
 
-    from dmon.graph import gcn_normalize_sparse
-
-    w = None if edge_weight is None else np.asarray(edge_weight, dtype=np.float64)
-    a_hat = gcn_normalize_sparse(
-        SparseGraph(np.asarray(edge_index), w), part.num_nodes, dtype="float64", backend="numpy"
-    )
-    row, col = np.asarray(a_hat.edge_index)
-    matrix = sp.csr_matrix(
-        (np.asarray(a_hat.edge_weight), (row, col)), shape=(part.num_nodes, part.num_nodes)
-    )
-    if sp.issparse(x):
-        out = (matrix @ sp.csr_matrix(x, dtype=np.float64)).tocsr()
-        return out if not stacked else part.scatter(out.toarray())
-    out = matrix @ np.asarray(x, dtype=np.float64)
-    return part.scatter(out) if stacked else out
+    (row, col), w = _normalized(part, edge_index, edge_weight)
+    matrix = sp.csr_matrix((w, (row, col)), shape=(part.num_nodes, part.num_nodes))
+    return part.scatter(matrix @ np.asarray(x, dtype=np.float64))
 
 
 def torch_shard(part: Partition, rank: int, device: Any = None, dtype: Any = None) -> Shard:

@@ -26,7 +26,6 @@ import numpy as np
 from dmon import distributed as dist
 from dmon.ops import get_backend
 
-ENGINES = ("jax", "torch", "tensorflow")
 BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7  # keras.optimizers.Adam's defaults
 SPARSE_FEATURES = 0.1
 """Features with at most this share of non-zeros are multiplied as a sparse matrix."""
@@ -172,12 +171,12 @@ def prepare(
             a_hat=dist.gcn_partition(part, edge_index, weight),
             symmetric=symmetric,
         )
-    ax = dist.gcn_propagate(part, features, edge_index, weight, stacked=False)
+    ax = dist.gcn_propagate(part, features, edge_index, weight)
     return Prepared(
         part,
         {"dense": part.scatter(features, np.float32)},
         f,
-        ax={"dense": part.scatter(np.asarray(ax), np.float32)},
+        ax={"dense": ax.astype(np.float32)},
         symmetric=symmetric,
     )
 

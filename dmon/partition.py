@@ -95,15 +95,6 @@ class Partition:
             "batch": self.batch[p],
         }
 
-    def describe(self) -> dict[str, Any]:
-        """The split for a report: shards, nodes and edges per shard."""
-        return {
-            "parts": self.parts,
-            "nodes_per_shard": self.nodes_per_shard,
-            "edges_per_shard": self.num_edges.astype(int).tolist(),
-            "rows_per_shard": self.block,
-        }
-
 
 def partition(
     edge_index: Any,

@@ -58,6 +58,37 @@ def _run(cmd: list[str], timeout: float = 600, **env: str) -> subprocess.Complet
     )
 
 
+def _jax_processes(*args: str) -> list[subprocess.Popen]:
+    """Two `dmon cluster --backend jax` processes of one job on localhost, each in its own
+    session (so that a test can kill its whole group), reading pipes as text."""
+    port = _free_port()
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dmon",
+                "cluster",
+                *args,
+                "--backend",
+                "jax",
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for i in range(2)
+    ]
+
+
 def _torchrun(nproc: int, *args: str) -> list[str]:
     return [
         sys.executable,
@@ -265,35 +296,7 @@ def test_cluster_on_four_simulated_jax_devices_follows_one_device(
 def test_cluster_on_two_jax_processes_follows_one_device(
     one_device: dict[str, Path], tmp_path: Path
 ) -> None:
-    port = _free_port()
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dmon",
-                "cluster",
-                *CLUSTER_ARGS,
-                "--backend",
-                "jax",
-                "--coordinator",
-                f"127.0.0.1:{port}",
-                "--num-processes",
-                "2",
-                "--process-id",
-                str(i),
-                "--out",
-                str(tmp_path),
-                "--timeout",
-                "120",
-            ],
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    procs = _jax_processes(*CLUSTER_ARGS, "--out", str(tmp_path), "--timeout", "120")
     try:
         results = [p.communicate(timeout=600) for p in procs]
     finally:
@@ -363,41 +366,18 @@ def _wait_for(path: Path, procs: list[subprocess.Popen], limit: float = 300) -> 
 @needs_keras
 @pytest.mark.skipif(not installed("jax"), reason="needs jax")
 def test_a_jax_process_that_dies_stops_the_other_with_one_line(tmp_path: Path) -> None:
-    port = _free_port()
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dmon",
-                "cluster",
-                "karate",
-                "--backend",
-                "jax",
-                "--epochs",
-                "1000000",
-                "--checkpoint-every",
-                "1",
-                "--quiet",
-                "--coordinator",
-                f"127.0.0.1:{port}",
-                "--num-processes",
-                "2",
-                "--process-id",
-                str(i),
-                "--out",
-                str(tmp_path),
-                "--timeout",
-                "30",
-            ],
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        for i in range(2)
-    ]
+    procs = _jax_processes(
+        "karate",
+        "--epochs",
+        "1000000",
+        "--checkpoint-every",
+        "1",
+        "--quiet",
+        "--out",
+        str(tmp_path),
+        "--timeout",
+        "30",
+    )
     try:
         _wait_for(tmp_path / "checkpoint.npz", procs)
         procs[1].send_signal(signal.SIGKILL)
