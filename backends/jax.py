@@ -44,6 +44,21 @@ class JaxOps(NumpyApiOps):
     def selu(self, x: Any) -> Any:
         return self.jax.nn.selu(x)
 
+    def stop_gradient(self, x: Any) -> Any:
+        return self.jax.lax.stop_gradient(x)
+
+    def with_gradient(self, forward: Any, backward: Any, *args: Any) -> Any:
+        key = (forward, backward, len(args))
+        fn = _CUSTOM.get(key)
+        if fn is None:
+            # JAX cannot say which cotangents are wanted: all are asked for, and under jit
+            # the unused ones are dead code that XLA drops
+            needs = (True,) * len(args)
+            fn = self.jax.custom_vjp(lambda *a: forward(*a)[0])
+            fn.defvjp(forward, lambda res, g: tuple(backward(res, g, needs)))
+            _CUSTOM[key] = fn
+        return fn(*args)
+
     # --- sparse ----------------------------------------------------------------------
 
     def is_sparse(self, x: object) -> bool:
@@ -85,6 +100,7 @@ class JaxOps(NumpyApiOps):
         return numpy.asarray(x)
 
 
+_CUSTOM: dict[Any, Any] = {}  # (forward, backward, arity) -> jax.custom_vjp
 _registered = False
 
 

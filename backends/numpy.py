@@ -43,6 +43,12 @@ class NumpyOps(NumpyApiOps):
         neg = SELU_ALPHA * self.np.expm1(self.np.minimum(x, 0))
         return (SELU_SCALE * self.np.where(x > 0, x, neg)).astype(x.dtype)
 
+    def stop_gradient(self, x: Any) -> Any:
+        return x
+
+    def with_gradient(self, forward: Any, backward: Any, *args: Any) -> Any:
+        return forward(*args)[0]  # NumPy has no gradients
+
     # --- sparse ----------------------------------------------------------------------
 
     def is_sparse(self, x: object) -> bool:

@@ -80,6 +80,21 @@ class TensorFlowOps:
     def selu(self, x: Any) -> Any:
         return self.tf.nn.selu(x)
 
+    def stop_gradient(self, x: Any) -> Any:
+        return self.tf.stop_gradient(x)
+
+    def with_gradient(self, forward: Any, backward: Any, *args: Any) -> Any:
+        tf = self.tf
+
+        @tf.custom_gradient
+        def fn(*a: Any) -> Any:
+            out, residuals = forward(*a)
+            # TensorFlow cannot say which gradients are wanted: a tf.function prunes the
+            # unused ones from its graph
+            return out, lambda g: list(backward(residuals, g, (True,) * len(a)))
+
+        return fn(*args)
+
     # --- sparse ----------------------------------------------------------------------
 
     def is_sparse(self, x: object) -> bool:

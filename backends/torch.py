@@ -79,6 +79,12 @@ class TorchOps:
     def selu(self, x: Any) -> Any:
         return self.torch.nn.functional.selu(x)
 
+    def stop_gradient(self, x: Any) -> Any:
+        return x.detach()
+
+    def with_gradient(self, forward: Any, backward: Any, *args: Any) -> Any:
+        return _custom_function(self.torch).apply(forward, backward, *args)
+
     # --- sparse ----------------------------------------------------------------------
 
     def is_sparse(self, x: object) -> bool:
@@ -250,3 +256,30 @@ def _csr_spmm(torch: Any) -> Any:
 
     _FUNCTION = CsrSpmm
     return _FUNCTION
+
+
+_CUSTOM: Any = None
+
+
+def _custom_function(torch: Any) -> Any:
+    """The `torch.autograd.Function` behind `TorchOps.with_gradient`: the forward and
+    backward rules travel as its first two (non-tensor) arguments."""
+    global _CUSTOM
+    if _CUSTOM is not None:
+        return _CUSTOM
+
+    class WithGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, forward: Any, backward: Any, *args: Any) -> Any:
+            out, residuals = forward(*args)
+            ctx.backward_rule = backward
+            ctx.save_for_backward(*residuals)
+            return out
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            grads = ctx.backward_rule(ctx.saved_tensors, grad, tuple(ctx.needs_input_grad[2:]))
+            return (None, None, *grads)
+
+    _CUSTOM = WithGradient
+    return _CUSTOM

@@ -51,26 +51,28 @@ def _step(module: torch.nn.Module, x: torch.Tensor, adj: torch.Tensor, backward:
 
 def measure(n: int, backward: bool, reps: int) -> dict[str, float]:
     torch.manual_seed(0)
-    theirs = PyGDMoN(F, C)
-    ours = DMoNPooling(F, C)
-    ours.load_state_dict(theirs.state_dict())
+    modules = {
+        "pyg": PyGDMoN(F, C),
+        "ours": DMoNPooling(F, C),
+        "sym": DMoNPooling(F, C, symmetric=True),
+    }
+    for name in ("ours", "sym"):
+        modules[name].load_state_dict(modules["pyg"].state_dict())
     x, adj = _inputs(n)
     x.requires_grad_(backward)
     for _ in range(3):  # warm-up: allocator, thread pool, kernel choice
-        _step(ours, x, adj, backward)
-        _step(theirs, x, adj, backward)
-    t_ours, t_theirs, ratios = [], [], []
+        for module in modules.values():
+            _step(module, x, adj, backward)
+    times: dict[str, list[float]] = {name: [] for name in modules}
     for _ in range(reps):
-        a = _step(ours, x, adj, backward)
-        b = _step(theirs, x, adj, backward)
-        t_ours.append(a)
-        t_theirs.append(b)
-        ratios.append(a / b)
-    return {
-        "ours": 1e3 * statistics.median(t_ours),
-        "pyg": 1e3 * statistics.median(t_theirs),
-        "ratio": statistics.median(ratios),
-    }
+        for name, module in modules.items():
+            times[name].append(_step(module, x, adj, backward))
+    out = {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    for name in ("ours", "sym"):
+        out[f"{name}/pyg"] = statistics.median(
+            a / b for a, b in zip(times[name], times["pyg"], strict=True)
+        )
+    return out
 
 
 def main() -> None:
@@ -86,7 +88,8 @@ def main() -> None:
             r = measure(n, backward, reps)
             rows.append((n, label, r))
             print(
-                f"N={n:5d} {label:17s} dmon {r['ours']:8.2f} ms  PyG {r['pyg']:8.2f} ms  ratio {r['ratio']:.3f}"
+                f"N={n:5d} {label:17s} dmon {r['ours']:8.2f} ms  symmetric {r['sym']:8.2f} ms  "
+                f"PyG {r['pyg']:8.2f} ms  ratios {r['ours/pyg']:.3f} {r['sym/pyg']:.3f}"
             )
 
     if args.quick:
@@ -98,14 +101,18 @@ def main() -> None:
         "",
         "Written by `python benchmarks/bench_dense.py` (also `nox -s bench`). Same weights,",
         f"same inputs, one process, called alternately. B={B}, F={F}, C={C}, float32,",
-        "dense random symmetric adjacency (~10% density). Times are medians; the ratio is",
-        "the median of per-pair ratios (below 1: dmon is faster).",
+        "dense random symmetric adjacency (~10% density). dmon runs twice: as a drop-in",
+        "(general `adj`) and with `symmetric=True`. Times are medians; a ratio is the median",
+        "of per-round ratios (below 1: dmon is faster).",
         "",
-        "| N | pass | dmon (ms) | PyG (ms) | dmon / PyG |",
-        "|---:|---|---:|---:|---:|",
+        "| N | pass | dmon (ms) | dmon symmetric (ms) | PyG (ms) | dmon / PyG | symmetric / PyG |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for n, label, r in rows:
-        lines.append(f"| {n} | {label} | {r['ours']:.2f} | {r['pyg']:.2f} | {r['ratio']:.3f} |")
+        lines.append(
+            f"| {n} | {label} | {r['ours']:.2f} | {r['sym']:.2f} | {r['pyg']:.2f} "
+            f"| {r['ours/pyg']:.3f} | {r['sym/pyg']:.3f} |"
+        )
     lines += [
         "",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, CPU only; "
@@ -116,7 +123,10 @@ def main() -> None:
         "(`Sᵀ A S` and a separate degree reduction); dmon reads it once, in `SᵀA`, which",
         "gives both `SᵀAS = (SᵀA) S` and `Sᵀd = (SᵀA) 1` (docs/math.md). The adjacency is",
         "the only O(N²) operand, so the saving grows with N; the rest of the layer (the",
-        "MLP, the softmax, `SᵀX`) costs both the same.",
+        "MLP, the softmax, `SᵀX`) costs both the same. With `symmetric=True` the backward",
+        "does not read it at all: the gradient with respect to `S`, `(AS)(G + Gᵀ)`, comes",
+        "from `SᵀA`, which the forward holds (`dmon.symmetric`), so forward+backward reads",
+        "`A` once where autodiff reads it twice and PyG three times.",
         "",
     ]
     write_section("dense", "\n".join(lines))

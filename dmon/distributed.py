@@ -25,6 +25,7 @@ from dmon.ops import Array, get_backend
 from dmon.partition import Partition, partition
 from dmon.pooling import DMoNOutput, _any_negative, check_resolution, reduced_losses
 from dmon.sparse_graph import SparseGraph
+from dmon.symmetric import node_sums
 
 __all__ = [
     "Collectives",
@@ -165,16 +166,24 @@ class Shard:
     with `in_specs=shard.spec(axis)`; inside, each device sees its own block."""
 
     def __init__(
-        self, row: Array, col: Array, weight: Array, valid: Array, batch: Array, num_graphs: int
+        self,
+        row: Array,
+        col: Array,
+        weight: Array,
+        valid: Array,
+        batch: Array,
+        num_graphs: int,
+        symmetric: bool = False,
     ) -> None:
         self.row, self.col, self.weight = row, col, weight
         self.valid, self.batch, self.num_graphs = valid, batch, int(num_graphs)
         # index structures a backend derives from the edges (torch's CSR and its
         # transpose, TensorFlow's indices), built on first use; not part of the pytree
         self.cache: dict[str, Any] = {}
-        # A = Aᵀ and this shard holds all of it (one device): the backward of A S may
-        # multiply by A itself (see dmon.SparseGraph)
-        self.symmetric = False
+        # the whole graph's A = Aᵀ (the caller's promise, as SparseGraph's): shard_pool
+        # then differentiates by dmon.symmetric's rule, and on one device the backward
+        # of A S multiplies by A itself
+        self.symmetric = bool(symmetric)
 
     def arrays(self) -> tuple[Array, ...]:
         return (self.row, self.col, self.weight, self.valid, self.batch)
@@ -185,7 +194,7 @@ class Shard:
         from jax.sharding import PartitionSpec
 
         p = PartitionSpec(axis_name)
-        return Shard(p, p, p, p, p, self.num_graphs)
+        return Shard(p, p, p, p, p, self.num_graphs, self.symmetric)
 
 
 _registered = False
@@ -199,8 +208,8 @@ def _register_shard_pytree() -> None:
 
     jax.tree_util.register_pytree_node(
         Shard,
-        lambda s: (s.arrays(), s.num_graphs),
-        lambda num_graphs, arrays: Shard(*arrays, num_graphs),  # type: ignore[call-arg]
+        lambda s: (s.arrays(), (s.num_graphs, s.symmetric)),
+        lambda aux, arrays: Shard(*arrays, *aux),  # type: ignore[call-arg]
     )
     _registered = True
 
@@ -274,17 +283,25 @@ def shard_pool(
     valid = ops.expand_dims(shard.valid, -1)
     s = ops.where(valid, ops.softmax(logits), 0.0)
     c = _static(ops.shape(s)[-1])
-    # [A S | d]: the degrees from the same pass over the edges as A S
-    prod = shard_spmm(shard, ops.concat([s, ops.ones_like(s[:, :1])], axis=-1), comm)
     xs = ops.where(valid, ops.astype(x, dtype), 0.0)
     b = shard.num_graphs
-    if b == 1:
-        s_graph = s
-    else:  # (block, B·C): row i holds S_i in its graph's C columns, so one product sums per graph
-        ids = ops.arange(b, like=shard.batch)
-        own = ops.expand_dims(ops.expand_dims(shard.batch, -1) == ops.expand_dims(ids, 0), -1)
-        s_graph = ops.reshape(ops.where(own, ops.expand_dims(s, 1), 0.0), (block, b * c))
-    local = ops.matmul(ops.transpose(s_graph), ops.concat([prod, s, xs], axis=-1))
+    symmetric = shard.symmetric and b == 1
+    # [A S | d]: the degrees from the same pass over the edges as A S. For a symmetric A,
+    # from a constant S: dmon.symmetric's rule then gives S its whole gradient from this
+    # shard's own rows, so the backward has no sparse product and no collective
+    s1 = ops.concat([s, ops.ones_like(s[:, :1])], axis=-1)
+    prod = shard_spmm(shard, ops.stop_gradient(s1) if symmetric else s1, comm)
+    if symmetric:
+        one = [ops.expand_dims(v, 0) for v in (s, prod, xs)]  # a batch of one graph
+        local = node_sums(ops, *one)[0]
+    else:
+        if b == 1:
+            s_graph = s
+        else:  # (block, B·C): row i holds S_i in its graph's C columns: one product per graph
+            ids = ops.arange(b, like=shard.batch)
+            own = ops.expand_dims(ops.expand_dims(shard.batch, -1) == ops.expand_dims(ids, 0), -1)
+            s_graph = ops.reshape(ops.where(own, ops.expand_dims(s, 1), 0.0), (block, b * c))
+        local = ops.matmul(ops.transpose(s_graph), ops.concat([prod, s, xs], axis=-1))
     counts = ops.segment_sum(ops.astype(shard.valid, dtype), shard.batch, b)
     # one all-reduce for every sum (latency, not bandwidth, dominates these few numbers)
     width = _static(ops.shape(local)[-1])

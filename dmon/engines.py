@@ -240,6 +240,13 @@ def forward(
     return out.spectral_loss + collapse * out.cluster_loss, out
 
 
+def _mark_symmetric(data: Prepared, *shards: Any) -> None:
+    """Pass on `prepare`'s finding that `A = Aᵀ` (and so `Â = Âᵀ`) to the shards."""
+    for shard in shards:
+        if isinstance(shard, dist.Shard):
+            shard.symmetric = data.symmetric
+
+
 def _local_shard(arrays: dict[str, np.ndarray], p: int) -> dict[str, np.ndarray]:
     """Shard `p`'s features, without the padding entries of a sparse block."""
     if "dense" in arrays:
@@ -314,6 +321,7 @@ class JaxEngine:
         self.x = put(data.x)
         self.ax = put(data.ax) if data.ax is not None else dist.jax_shards(data.a_hat_part(), mesh)
         self.shard = dist.jax_shards(data.part, mesh)
+        _mark_symmetric(data, self.shard, self.ax)
         replicated = NamedSharding(mesh, PartitionSpec())
         self.params = [jax.device_put(jnp.asarray(p), replicated) for p in params]
         self.m = [jnp.zeros_like(p) for p in self.params]
@@ -461,9 +469,7 @@ class TorchEngine:
         )
         self.caches: tuple[dict, dict] = ({}, {})  # the features' CSR, built once per fit
         self.shard = dist.torch_shard(data.part, self.rank, device=self.device)
-        for shard in (self.shard, self.ax):
-            if isinstance(shard, dist.Shard):
-                shard.symmetric = data.symmetric
+        _mark_symmetric(data, self.shard, self.ax)
         self.params = [
             torch.as_tensor(p, dtype=torch.float32, device=self.device).requires_grad_()
             for p in params
@@ -570,6 +576,7 @@ class TensorFlowEngine:
         self.x = tensors(data.x)
         self.ax = tensors(data.ax) if data.ax is not None else dist.tf_shard(data.a_hat_part())
         self.shard = dist.tf_shard(data.part)
+        _mark_symmetric(data, self.shard, self.ax)
         self.params = [tf.Variable(p, dtype=tf.float32) for p in params]
         self.m = [tf.Variable(tf.zeros_like(p)) for p in self.params]
         self.v = [tf.Variable(tf.zeros_like(p)) for p in self.params]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 Array = Any
@@ -110,6 +110,28 @@ class ArrayOps(Protocol):
 
     def selu(self, x: Array) -> Array:
         """Scaled exponential linear unit (Klambauer et al., 2017)."""
+        ...
+
+    def stop_gradient(self, x: Array) -> Array:
+        """`x` as a constant: its value, with no gradient flowing back through it."""
+        ...
+
+    def with_gradient(
+        self,
+        forward: Callable[..., tuple[Array, tuple[Array, ...]]],
+        backward: Callable[[tuple[Array, ...], Array, tuple[bool, ...]], tuple[Array | None, ...]],
+        *args: Array,
+    ) -> Array:
+        """`forward(*args)[0]`, differentiated by a hand-written rule instead of autodiff
+        (`torch.autograd.Function`, `jax.custom_vjp`, `tf.custom_gradient`; NumPy has no
+        gradients and only runs `forward`).
+
+        `forward(*args)` returns `(out, residuals)`; `backward(residuals, grad_out,
+        needs)` returns one gradient per arg (`None` for none), where `needs[i]` says
+        whether arg `i`'s gradient is wanted (all `True` where the framework cannot
+        tell; compiled code then drops the unused ones). `forward` and `backward` must
+        be module-level functions, not closures made per call: backends cache by them.
+        """
         ...
 
     # --- sparse adjacency --------------------------------------------------------------

@@ -16,7 +16,9 @@ from dmon.constants import EPS
 from dmon.dispatch import resolve
 from dmon.ops import Array, ArrayOps
 from dmon.sparse import SparseAdjacency, is_sparse, pad, to_adjacency
-from dmon.validation import check_non_negative, fmt_shape, prepare
+from dmon.sparse_graph import SparseGraph
+from dmon.symmetric import node_sums, row_products
+from dmon.validation import check_non_negative, check_symmetric, fmt_shape, prepare
 
 
 class DMoNOutput(NamedTuple):
@@ -197,6 +199,7 @@ def pool(
     mask: Array | None = None,
     *,
     resolution: float = 1.0,
+    symmetric: bool = False,
     backend: str | None = None,
 ) -> DMoNOutput:
     """DMoN pooling of a batch of graphs given the cluster-assignment logits.
@@ -228,6 +231,13 @@ def pool(
         resolution: `γ` of the generalized modularity the spectral loss maximises,
             `-(Tr(SᵀAS) - γ‖Sᵀd‖²/2m)/2m` (default 1, Newman's; google-research's
             loss is half of it at `γ = ½`).
+        symmetric: the caller's promise that every dense `adj` is symmetric (an
+            undirected graph). The gradient with respect to `S` then comes from
+            `SᵀA`, which the forward computes, instead of a second pass over `A`
+            (`dmon.symmetric`; forward+backward about half the cost at large `N`).
+            Gradients with respect to `adj` stay exact. Checked for free when eager
+            (`check_symmetric`: row and column cluster volumes must agree). For a
+            sparse `adj`, `SparseGraph(symmetric=True)` says the same.
         backend: `"numpy"`, `"torch"`, `"tensorflow"` or `"jax"` to override the
             choice by input type; inputs are then converted to that framework.
 
@@ -258,6 +268,8 @@ def pool(
     mask_ = a.get("mask")
     s = _select(ops, mask_, ops.softmax(_select(ops, mask_, a["logits"])))
     xs = _select(ops, mask_, a["x"])
+    if symmetric:
+        return _pool_symmetric(ops, where, a["adj"], s, xs, mask_, gamma, batch.dtype)
 
     out_adj, s_d, col_degrees = _coarsen(ops, a["adj"], s)
     out_x = ops.selu(ops.matmul(ops.transpose(s), xs))
@@ -273,6 +285,73 @@ def pool(
     if batch.compute_dtype != batch.dtype:
         s, out_x, out_adj = (ops.astype(v, batch.dtype) for v in (s, out_x, out_adj))
     return DMoNOutput(s, out_x, out_adj, *losses)
+
+
+def _pool_symmetric(
+    ops: ArrayOps,
+    where: str,
+    adj: Array,
+    s: Array,
+    xs: Array,
+    mask: Array | None,
+    resolution: float,
+    dtype: str,
+) -> DMoNOutput:
+    """`pool` for a symmetric dense `adj`: one pass over it, `U = Sᵀ A`, whose transpose
+    is `A S`; with the degrees that gives `P = [AS | d]` and every sum from
+    `dmon.symmetric`."""
+    c = ops.shape(s)[-1]
+    s_t = ops.transpose(ops.stop_gradient(s))
+    if mask is not None:  # a row of ones: d = 1ᵀA also counts edges to masked nodes
+        s_t = ops.concat([s_t, ops.ones_like(s_t[:, :1])], axis=1)
+    u = row_products(ops, s_t, adj)  # (B, C or C + 1, N)
+    # 1ᵀA = A 1, the degrees; without a mask every row of S sums to 1, so they are the
+    # column sums of SᵀA and U needs no extra row
+    d = ops.sum(u, axis=1) if mask is None else u[:, c]
+    p = ops.concat([ops.transpose(u[:, :c]), ops.expand_dims(d, -1)], axis=-1)
+    sums = node_sums(ops, s, p, xs)
+    check_non_negative(ops, where, "adj", sums[..., c], d)
+    check_symmetric(ops, where, "adj", ops.sum(u[:, :c], axis=-1), sums[..., c])
+    return _output(ops, s, sums, _n_valid(ops, s, mask), ops.shape(s)[1], resolution, dtype)
+
+
+def _with_ones(ops: ArrayOps, s: Array) -> Array:
+    """`[S | 1]`: one product with it gives `A S` and the degrees `A 1` together."""
+    return ops.concat([s, ops.ones_like(s[..., :1])], axis=-1)
+
+
+def _output(
+    ops: ArrayOps,
+    s: Array,
+    sums: Array,
+    n_valid: Array | None,
+    n_static: int | None,
+    resolution: float,
+    dtype: str,
+) -> DMoNOutput:
+    """The pool's outputs from the node sums `Sᵀ [AS | d | S | X]` `(B, C, 2C + 1 + F)`.
+    The rows of `S` sum to 1 (0 on masked rows), so `Σᵢ Sᵢ = SᵀS 1` and `2m = Σ_c
+    (Sᵀd)_c`."""
+    c = ops.shape(s)[-1]
+    assert c is not None  # the number of clusters is static on every backend
+    out_adj, s_d = sums[..., :c], sums[..., c]
+    gram, sx = sums[..., c + 1 : 2 * c + 1], sums[..., 2 * c + 1 :]
+    losses, adj = reduced_losses(
+        ops,
+        gram,
+        ops.sum(gram, axis=-1),
+        out_adj,
+        s_d,
+        ops.sum(s_d, axis=-1),
+        _any_negative(ops, s_d),
+        n_valid,
+        n_static,
+        resolution,
+    )
+    out = (s, ops.selu(sx), adj)
+    if ops.dtype_name(s) != dtype:
+        out = tuple(ops.astype(v, dtype) for v in out)
+    return DMoNOutput(*out, *losses)
 
 
 def _losses_and_pooled_adj(
@@ -360,12 +439,14 @@ def _sparse_products(
     # As in the dense path: from Sᵀd when the rows of S sum to 1 (no backward through a
     # column of the (N, C + 1) product), else from the degrees (spectral_loss takes any s).
     two_m = ops.sum(s_d, axis=-1) if stochastic else ops.sum(degrees, axis=-1)
-    n_valid = (
-        _n_valid(ops, s_p, None)
-        if adj.batch is None
-        else ops.segment_sum(ops.ones_like(s[:, 0]), adj.batch, adj.num_graphs)
-    )
-    return _SparseProducts(s_p, out_adj, s_d, two_m, degrees, n_valid)
+    return _SparseProducts(s_p, out_adj, s_d, two_m, degrees, _n_valid_sparse(ops, adj, s, s_p))
+
+
+def _n_valid_sparse(ops: ArrayOps, adj: SparseAdjacency, s: Array, s_p: Array) -> Array | None:
+    """`(B,)` nodes per graph of a sparse batch (`None` for one graph of known size)."""
+    if adj.batch is None:
+        return _n_valid(ops, s_p, None)
+    return ops.segment_sum(ops.ones_like(s[:, 0]), adj.batch, adj.num_graphs)
 
 
 def _sparse_inputs(
@@ -399,6 +480,14 @@ def _pool_sparse(ops: ArrayOps, args: dict[str, Any], resolution: float) -> DMoN
     where = "dmon.pool"
     a, adj, dtype, compute = _sparse_inputs(ops, where, args, ("x", "logits"))
     s = ops.softmax(a["logits"])
+    if isinstance(args["adj"], SparseGraph) and args["adj"].symmetric:
+        # A [S | 1] from a constant S: its S-gradient is in dmon.symmetric's rule
+        prod = pad(ops, adj, ops.spmm(adj.matrix, ops.stop_gradient(_with_ones(ops, s))))
+        s_p = pad(ops, adj, s)
+        sums = node_sums(ops, s_p, prod, pad(ops, adj, a["x"]))
+        n_valid = _n_valid_sparse(ops, adj, s, s_p)
+        out = _output(ops, s_p, sums, n_valid, ops.shape(s_p)[1], resolution, dtype)
+        return out._replace(s=s if compute == dtype else ops.astype(s, dtype))
     p = _sparse_products(ops, adj, s, stochastic=True)
     out_x = ops.selu(ops.matmul(ops.transpose(p.s), pad(ops, adj, a["x"])))
     losses, out_adj = _losses_and_pooled_adj(

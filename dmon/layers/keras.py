@@ -252,6 +252,9 @@ class DMoNPooling(keras.layers.Layer):
             google-research's loss is half of dmon's at `γ = ½`).
         kernel_initializer: for the MLP kernels (orthogonal, as the paper).
         bias_initializer: for the MLP biases (zeros).
+        symmetric: promise that every dense `adj` is symmetric (undirected graphs): the
+            backward then never reads `adj` again (`dmon.pool(..., symmetric=True)`).
+            A sparse `adj` says it with `SparseGraph(symmetric=True)`.
     """
 
     def __init__(
@@ -266,10 +269,12 @@ class DMoNPooling(keras.layers.Layer):
         kernel_initializer: Any = "orthogonal",
         bias_initializer: Any = "zeros",
         resolution: float = 1.0,
+        symmetric: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.resolution = check_resolution("DMoNPooling", resolution)
+        self.symmetric = bool(symmetric)
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
             raise ValueError(
                 f"DMoNPooling: `k` (number of clusters) must be an int >= 2; got {k!r}"
@@ -341,7 +346,7 @@ class DMoNPooling(keras.layers.Layer):
         for dense in self.mlp:
             logits = dense(logits)
         logits = self.dropout_layer(logits, training=training)
-        out = pool(x, adj, logits, mask, resolution=self.resolution)
+        out = pool(x, adj, logits, mask, resolution=self.resolution, symmetric=self.symmetric)
         weighted = {
             "spectral": (self.spectral_weight, out.spectral_loss),
             "cluster": (self.collapse_regularization, out.cluster_loss),
@@ -378,6 +383,7 @@ class DMoNPooling(keras.layers.Layer):
             "collapse_regularization": self.collapse_regularization,
             "ortho_weight": self.ortho_weight,
             "resolution": self.resolution,
+            "symmetric": self.symmetric,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
         }
@@ -409,7 +415,11 @@ class DMoNPooling(keras.layers.Layer):
             k=weights[-1][0].shape[1],
             mlp_units=[w.shape[1] for w, _ in weights[:-1]],
             dropout=float(getattr(module, "dropout", 0.0)),
-            **{"resolution": float(getattr(module, "resolution", 1.0)), **kwargs},
+            **{
+                "resolution": float(getattr(module, "resolution", 1.0)),
+                "symmetric": bool(getattr(module, "symmetric", False)),
+                **kwargs,
+            },
         )
         layer.build([(None, None, weights[0][0].shape[0]), (None, None, None)])
         for dense, (w, b) in zip(layer.mlp, weights, strict=True):
@@ -440,6 +450,7 @@ class DMoNPooling(keras.layers.Layer):
             self.k,
             dropout=self.dropout,
             resolution=self.resolution,
+            symmetric=self.symmetric,
         )
         with torch.no_grad():
             for lin, dense in zip(module.mlp.lins, self.mlp, strict=True):

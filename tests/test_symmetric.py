@@ -1,0 +1,215 @@
+"""The symmetric-adjacency gradient rule (`dmon.symmetric`): its hand-written gradients
+against autodiff of the plain formula, and every path that uses it (`pool(...,
+symmetric=True)`, `SparseGraph(symmetric=True)`, `shard_pool` of a symmetric shard)
+against the general path's values and autodiff gradients, eager and compiled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import TOL, compiled, gradient, require, to_backend, to_numpy
+from oracle import random_batch
+
+import dmon
+from dmon.ops import backend_by_name
+from dmon.symmetric import node_sums, row_products
+
+_rng = np.random.default_rng(7)
+
+
+def _plain_sums(fw, adj, s, x):
+    """`Sᵀ [A S | A 1 | S | X]` spelled out in the framework, differentiated by autodiff."""
+    ops = backend_by_name(fw)
+    p = ops.concat([ops.matmul(adj, s), ops.sum(adj, axis=-1, keepdims=True)], axis=-1)
+    return ops.matmul(ops.transpose(s), ops.concat([p, s, x], axis=-1))
+
+
+def _rule_sums(fw, adj, s, x):
+    """The same sums through `row_products` and `node_sums`."""
+    ops = backend_by_name(fw)
+    s_t = ops.transpose(ops.stop_gradient(s))
+    s1_t = ops.concat([s_t, ops.ones_like(s_t[:, :1])], axis=1)
+    return node_sums(ops, s, ops.transpose(row_products(ops, s1_t, adj)), x)
+
+
+@pytest.mark.parametrize("compile_", [False, True], ids=["eager", "compiled"])
+def test_rule_gradients_match_autodiff_of_the_plain_formula(framework, compile_):
+    b, n, c, f = 2, 9, 3, 4
+    a = _rng.random((b, n, n)) * (_rng.random((b, n, n)) < 0.5)
+    a = a + a.transpose(0, 2, 1)
+    s, x = _rng.random((b, n, c)), _rng.normal(size=(b, n, f))
+    w = _rng.normal(size=(b, c, 2 * c + 1 + f))
+    results = []
+    for sums in (_plain_sums, _rule_sums):
+
+        def objective(adj, s_, x_, sums=sums):
+            ops = backend_by_name(framework)
+            return ops.sum(sums(framework, adj, s_, x_) * ops.asarray(w), axis=(0, 1, 2))
+
+        fn = compiled(framework, objective) if compile_ else objective
+        args = [to_backend(framework, v, "float64") for v in (a, s, x)]
+        results.append([to_numpy(fn(*args)), *gradient(framework, fn, *args)])
+    for what, got, want in zip(("value", "adj", "s", "x"), results[1], results[0], strict=True):
+        np.testing.assert_allclose(got, want, **TOL["float64"], err_msg=what)
+
+
+def _pool_objective(out, w):
+    ops = dmon.get_backend(out.s)
+    total = out.spectral_loss * 0.7 + out.ortho_loss * 0.3 + out.cluster_loss * 0.5
+    for name in ("s", "x", "adj"):
+        total = total + ops.sum(getattr(out, name) * ops.asarray(w[name]), axis=(0, 1, 2))
+    return total
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["full", "masked"])
+@pytest.mark.parametrize("compile_", [False, True], ids=["eager", "compiled"])
+def test_dense_symmetric_pool_matches_general_path(framework, masked, compile_):
+    x, a, logits, mask = random_batch(21, b=3, n=10, f=4, c=3, masked=masked)
+    if masked:  # edges into masked nodes count in the degrees of the valid ones
+        a[1, 0, -1] = a[1, -1, 0] = 1.5
+    w = {
+        "s": _rng.normal(size=(3, 10, 3)),
+        "x": _rng.normal(size=(3, 3, 4)),
+        "adj": _rng.normal(size=(3, 3, 3)),
+    }
+    m = None if mask is None else to_backend(framework, mask)
+    results = []
+    for symmetric in (False, True):
+
+        def objective(lg, x_, adj, symmetric=symmetric):
+            return _pool_objective(dmon.pool(x_, adj, lg, m, symmetric=symmetric), w)
+
+        fn = compiled(framework, objective) if compile_ else objective
+        args = [to_backend(framework, v, "float64") for v in (logits, x, a)]
+        results.append([to_numpy(fn(*args)), *gradient(framework, fn, *args)])
+    for what, got, want in zip(
+        ("value", "logits", "x", "adj"), results[1], results[0], strict=True
+    ):
+        np.testing.assert_allclose(got, want, **TOL["float64"], err_msg=what)
+
+
+def test_dense_symmetric_outputs_match_numpy_reference(backend):
+    x, a, logits, mask = random_batch(5, masked=True)
+    want = dmon.pool(x, a, logits, mask)
+    got = dmon.pool(*(to_backend(backend, v) for v in (x, a, logits, mask)), symmetric=True)
+    for name, g, e in zip(want._fields, got, want, strict=True):
+        np.testing.assert_allclose(to_numpy(g), e, **TOL["float64"], err_msg=name)
+
+
+def _edges(a):
+    row, col = np.nonzero(a)
+    return np.stack([row, col]), a[row, col]
+
+
+@pytest.mark.parametrize("graphs", [1, 3])
+def test_sparse_symmetric_pool_matches_general_path(framework, graphs):
+    x, a, logits, _ = random_batch(9, b=graphs, n=8, f=3, c=4)
+    n = 8 * graphs
+    big = np.zeros((n, n))
+    for g in range(graphs):
+        big[8 * g : 8 * g + 8, 8 * g : 8 * g + 8] = a[g]
+    edge_index, edge_weight = _edges(big)
+    batch = np.repeat(np.arange(graphs), 8) if graphs > 1 else None
+    x, logits = x.reshape(n, 3), logits.reshape(n, 4)
+    w = {
+        "s": _rng.normal(size=(n, 4)),
+        "x": _rng.normal(size=(graphs, 4, 3)),
+        "adj": _rng.normal(size=(graphs, 4, 4)),
+    }
+    ei = to_backend(framework, edge_index)
+    bt = None if batch is None else to_backend(framework, batch)
+    results = []
+    for symmetric in (False, True):
+
+        def objective(lg, x_, ew, symmetric=symmetric):
+            graph = dmon.SparseGraph(ei, ew, batch=bt, symmetric=symmetric)
+            out = dmon.pool(x_, graph, lg)
+            ops = dmon.get_backend(out.s)
+            total = out.spectral_loss * 0.7 + out.ortho_loss * 0.3 + out.cluster_loss * 0.5
+            total = total + ops.sum(out.s * ops.asarray(w["s"]), axis=(0, 1))
+            for name in ("x", "adj"):
+                total = total + ops.sum(getattr(out, name) * ops.asarray(w[name]), axis=(0, 1, 2))
+            return total
+
+        args = [to_backend(framework, v, "float64") for v in (logits, x, edge_weight)]
+        results.append([to_numpy(objective(*args)), *gradient(framework, objective, *args)])
+    for what, got, want in zip(
+        ("value", "logits", "x", "weight"), results[1], results[0], strict=True
+    ):
+        np.testing.assert_allclose(got, want, **TOL["float64"], err_msg=what)
+
+
+def test_shard_pool_symmetric_matches_general(framework):
+    from dmon import distributed as dist
+    from dmon.partition import partition
+
+    x, a, logits, _ = random_batch(3, b=1, n=12, f=5, c=3)
+    edge_index, edge_weight = _edges(a[0])
+    part = partition(edge_index, 12, 1, edge_weight)
+    results = []
+    for symmetric in (False, True):
+        shard = {"torch": dist.torch_shard, "tensorflow": dist.tf_shard}.get(framework)
+        if shard is None:  # JAX: on one device the global arrays are its block
+            import jax
+
+            mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("nodes",))
+            sh = dist.jax_shards(part, mesh, dtype="float64")
+        else:
+            sh = shard(part, 0)
+        sh.symmetric = symmetric
+        ops = backend_by_name(framework)
+        sh.weight = ops.astype(sh.weight, "float64")
+
+        def objective(lg, x_, sh=sh):
+            out = dist.shard_pool(x_, sh, lg, dist.LocalCollectives())
+            o = backend_by_name(framework)
+            return (
+                out.spectral_loss
+                + 0.3 * out.ortho_loss
+                + 0.5 * out.cluster_loss
+                + o.sum(out.x, axis=(0, 1, 2))
+                + o.sum(out.adj * out.adj, axis=(0, 1, 2))
+            )
+
+        block = part.block
+        lg = np.zeros((block, 3))
+        xx = np.zeros((block, 5))
+        lg[:12], xx[:12] = logits[0], x[0]
+        args = [to_backend(framework, v, "float64") for v in (lg, xx)]
+        results.append([to_numpy(objective(*args)), *gradient(framework, objective, *args)])
+    for what, got, want in zip(("value", "logits", "x"), results[1], results[0], strict=True):
+        np.testing.assert_allclose(got, want, **TOL["float64"], err_msg=what)
+
+
+def test_a_directed_graph_breaks_the_promise_eagerly(backend):
+    x, a, logits, _ = random_batch(4)
+    a = np.triu(a)  # directed: in- and out-degrees differ
+    args = [to_backend(backend, v) for v in (x, a, logits)]
+    with pytest.raises(
+        ValueError, match=r"`adj` is not symmetric although symmetric=True \(graph 0"
+    ):
+        dmon.pool(*args, symmetric=True)
+
+
+def test_nan_adjacency_stays_nan_with_the_rule(backend):
+    x, a, logits, _ = random_batch(4)
+    a[0, 1, 2] = a[0, 2, 1] = np.nan
+    out = dmon.pool(*(to_backend(backend, v) for v in (x, a, logits)), symmetric=True)
+    assert np.isnan(to_numpy(out.spectral_loss))
+
+
+def test_layers_carry_the_promise():
+    torch = require("torch")
+    from dmon.layers.torch import DMoNPooling
+
+    x, a, _, mask = random_batch(2, masked=True)
+    general = DMoNPooling(5, 4).double()
+    symmetric = DMoNPooling(5, 4, symmetric=True).double()
+    symmetric.load_state_dict(general.state_dict())
+    outs = []
+    for module in (general, symmetric):
+        out = module(torch.tensor(x), torch.tensor(a), torch.tensor(mask))
+        (out.spectral_loss + out.x.sum()).backward()
+        outs.append([out.spectral_loss.detach().numpy(), module.mlp.lins[0].weight.grad.numpy()])
+    np.testing.assert_allclose(outs[1][0], outs[0][0], **TOL["float64"])
+    np.testing.assert_allclose(outs[1][1], outs[0][1], **TOL["float64"])
