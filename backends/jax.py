@@ -106,14 +106,19 @@ _registered = False
 
 def _register_pytree(jax: Any) -> None:
     """Let a `dmon.SparseGraph` be a `jax.jit` argument: its arrays are leaves, its sizes
-    (`num_graphs`, `max_num_nodes`, `num_nodes`) static."""
+    (`num_graphs`, `max_num_nodes`, `num_nodes`, `symmetric`) static."""
     global _registered
     if _registered:
         return
     from dmon.sparse_graph import SparseGraph
 
     def flatten(g: SparseGraph) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        return (g.edge_index, g.edge_weight, g.batch), (g.num_graphs, g.max_num_nodes, g.num_nodes)
+        return (g.edge_index, g.edge_weight, g.batch), (
+            g.num_graphs,
+            g.max_num_nodes,
+            g.num_nodes,
+            g.symmetric,
+        )
 
     def unflatten(aux: tuple[Any, ...], children: tuple[Any, ...]) -> SparseGraph:
         return SparseGraph(*children, *aux)

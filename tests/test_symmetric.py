@@ -213,3 +213,25 @@ def test_layers_carry_the_promise():
         outs.append([out.spectral_loss.detach().numpy(), module.mlp.lins[0].weight.grad.numpy()])
     np.testing.assert_allclose(outs[1][0], outs[0][0], **TOL["float64"])
     np.testing.assert_allclose(outs[1][1], outs[0][1], **TOL["float64"])
+
+
+def test_jax_jit_keeps_the_promise_of_a_graph_argument():
+    jax = require("jax")
+    backend_by_name("jax")  # registers SparseGraph as a pytree
+    x, a, logits, _ = random_batch(6, b=1, n=8, f=3, c=4)
+    edge_index, edge_weight = _edges(a[0])
+    seen = []
+
+    def loss(g, x_, lg):
+        seen.append(g.symmetric)  # at trace time
+        return dmon.pool(x_, g, lg).spectral_loss
+
+    graph = dmon.SparseGraph(
+        jax.numpy.asarray(edge_index), jax.numpy.asarray(edge_weight), symmetric=True
+    )
+    x, logits = jax.numpy.asarray(x[0]), jax.numpy.asarray(logits[0])
+    got = jax.jit(jax.grad(loss, argnums=2))(graph, x, logits)
+    general = dmon.SparseGraph(graph.edge_index, graph.edge_weight)
+    want = jax.grad(loss, argnums=2)(general, x, logits)
+    assert seen == [True, False]
+    np.testing.assert_allclose(to_numpy(got), to_numpy(want), **TOL["float64"])
