@@ -88,6 +88,8 @@ def _interleaved(fns: dict, reps: int) -> dict:
         ("fwd", "floor", "fwd_ratio"),
         ("fwd", "floor_x", "fwd_x_ratio"),
         ("fwd_bwd", "floor_bwd", "bwd_ratio"),
+        ("fwd_bwd", "fwd", "split"),
+        ("fwd_bwd_sym", "fwd", "split_sym"),
     ):
         if num in times and den in times:
             out[name] = statistics.median(
@@ -123,21 +125,23 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
         torch.set_num_threads(os.cpu_count() or 1)
         eit, wt, xt, lt = (torch.from_numpy(v) for v in (ei, w, x, logits))
         graph = dmon.SparseGraph(eit, wt)
+        sym = dmon.SparseGraph(eit, wt, symmetric=True)
         a = torch.sparse_csr_tensor(*_torch_csr(torch, eit, wt, n), size=(n, n))
         s = torch.softmax(lt, -1)
         result["setup_rss_mb"] = _rss_mb()
         no_grad = torch.no_grad()
         lg, xx = lt.clone().requires_grad_(True), xt.clone().requires_grad_(True)
 
-        def fwd_bwd() -> None:
+        def fwd_bwd(g=graph) -> None:
             lg.grad = xx.grad = None
-            _scalar(dmon.pool(xx, graph, lg)).backward()
+            _scalar(dmon.pool(xx, g, lg)).backward()
 
         fns = {
             "fwd": no_grad(lambda: dmon.pool(xt, graph, lt)),
             "floor": no_grad(lambda: s.T @ (a @ s)),
             "floor_x": no_grad(lambda: (s.T @ (a @ s), s.T @ xt)),
             "fwd_bwd": fwd_bwd,
+            "fwd_bwd_sym": lambda: fwd_bwd(sym),
         }
     elif backend == "tensorflow":
         import tensorflow as tf
@@ -150,9 +154,11 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
 
         lg, xx = tf.Variable(lt), tf.Variable(xt)
 
-        def fwd_bwd() -> None:
+        sym = dmon.SparseGraph(eit, wt, symmetric=True)
+
+        def fwd_bwd(g=graph) -> None:
             with tf.GradientTape() as tape:
-                total = _scalar(dmon.pool(xx, graph, lg), tf.reduce_sum)
+                total = _scalar(dmon.pool(xx, g, lg), tf.reduce_sum)
             tape.gradient(total, [lg, xx])
 
         def floor_bwd() -> None:
@@ -171,6 +177,7 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
                 tf.matmul(s, xt, transpose_a=True),
             ),
             "fwd_bwd": fwd_bwd,
+            "fwd_bwd_sym": lambda: fwd_bwd(sym),
             "floor_bwd": floor_bwd,
         }
     else:
@@ -185,10 +192,11 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
         def forward(x, ei, w, lg):
             return dmon.pool(x, dmon.SparseGraph(ei, w), lg)
 
-        def total(lg, x, ei, w):
-            return _scalar(dmon.pool(x, dmon.SparseGraph(ei, w), lg))
+        def total(lg, x, ei, w, symmetric=False):
+            return _scalar(dmon.pool(x, dmon.SparseGraph(ei, w, symmetric=symmetric), lg))
 
         grad = jax.jit(jax.grad(total, argnums=(0, 1)))
+        grad_sym = jax.jit(jax.grad(lambda *a: total(*a, symmetric=True), argnums=(0, 1)))
         floor = jax.jit(lambda a, lg: jax.nn.softmax(lg).T @ (a @ jax.nn.softmax(lg)))
         floor_x = jax.jit(
             lambda a, lg, x: (
@@ -206,6 +214,7 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
             "floor": lambda: ready(floor(a, lj)),
             "floor_x": lambda: ready(floor_x(a, lj, xj)),
             "fwd_bwd": lambda: ready(grad(lj, xj, eij, wj)),
+            "fwd_bwd_sym": lambda: ready(grad_sym(lj, xj, eij, wj)),
             "floor_bwd": lambda: ready(floor_grad(lj, a)),
         }
     result.update(_interleaved(fns, reps))
@@ -236,6 +245,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--worker", nargs=4, metavar=("BACKEND", "N", "M", "REPS"))
     parser.add_argument("--backends", nargs="+", default=None)
+    parser.add_argument("--arxiv", action="store_true", help="the arxiv-size graph only")
     args = parser.parse_args()
     if args.worker:
         backend, n, m, reps = args.worker
@@ -246,7 +256,7 @@ def main() -> None:
     import dmon
 
     backends = args.backends or dmon.available_backends()
-    graphs = [(10_000, 70_000)] if args.quick else [ARXIV, *SWEEP]
+    graphs = [(10_000, 70_000)] if args.quick else ([ARXIV] if args.arxiv else [ARXIV, *SWEEP])
     rows = []
     for n, m in graphs:
         for backend in backends:
@@ -256,7 +266,7 @@ def main() -> None:
                 continue
             rows.append(r)
             print(json.dumps(r), flush=True)
-    if args.quick:
+    if args.quick or args.arxiv:  # a partial run leaves docs/benchmarks.md alone
         return
     _write(rows)
 
@@ -281,17 +291,20 @@ def _write(rows: list[dict]) -> None:
         "forward+backward, the framework's own autograd of it where that stays sparse. dmon's",
         "time includes converting `edge_index` to the fast form and the rest of the layer",
         "(softmax, `Sᵀ X` over 128 features, the degrees, the three losses). Peak RSS is the",
-        "whole process (framework, data, gradients).",
+        'whole process (framework, data, gradients). "symmetric": the same graph as',
+        "`SparseGraph(..., symmetric=True)`, whose backward has no sparse product",
+        '(`dmon.symmetric`); "/ fwd" is forward+backward over forward.',
         "",
-        "| graph | N | E (directed) | backend | forward ms | floor ms | ratio | floor+SᵀX ms | ratio | fwd+bwd ms | floor ms | ratio | peak RSS MiB |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| graph | N | E (directed) | backend | forward ms | floor ms | ratio | floor+SᵀX ms | ratio | fwd+bwd ms | floor ms | ratio | / fwd | fwd+bwd symmetric ms | / fwd | peak RSS MiB |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         name = "arxiv-size" if r["N"] == ARXIV[0] else "sweep"
         lines.append(
             f"| {name} | {r['N']:,} | {r['E']:,} | {r['backend']} | {_fmt(r['fwd_ms'])} | {_fmt(r['floor_ms'])} | "
             f"{r['fwd_ratio']:.2f} | {_fmt(r['floor_x_ms'])} | {r['fwd_x_ratio']:.2f} | {_fmt(r.get('fwd_bwd_ms'))} | {_fmt(r.get('floor_bwd_ms'))} | "
-            f"{_fmt(r.get('bwd_ratio'), 2)} | {r['peak_rss_mb']:.0f} |"
+            f"{_fmt(r.get('bwd_ratio'), 2)} | {_fmt(r.get('split'), 2)} | {_fmt(r.get('fwd_bwd_sym_ms'))} | "
+            f"{_fmt(r.get('split_sym'), 2)} | {r['peak_rss_mb']:.0f} |"
         )
     lines += [
         "",

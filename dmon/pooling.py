@@ -466,7 +466,8 @@ def _sparse_inputs(
                 f"{where}: with a sparse `adj`, `{key}` must be node-level (N, ·), as in PyG; got shape {fmt_shape(shape)}"
             )
     batch = prepare(ops, where, **{k: args[k] for k in keys})
-    arrays = {k: v[0] for k, v in batch.arrays.items()}
+    # a reshape, not `v[0]`: torch's backward of an index writes a zero (1, N, F) array
+    arrays = {k: ops.reshape(v, ops.shape(v)[1:]) for k, v in batch.arrays.items()}
     n = ops.shape(arrays[keys[0]])[0]
     if n is None:
         raise ValueError(
