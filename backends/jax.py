@@ -81,6 +81,7 @@ class JaxOps(NumpyApiOps):
         cache: dict[str, Any] | None = None,
         cols: int | None = None,
         symmetric: bool = False,
+        constant: bool = False,
     ) -> Any:
         # A gather and a segment sum: what BCOO's matmul lowers to on CPU, and it jits.
         return (row, col, weight, n)

@@ -74,6 +74,7 @@ class NumpyOps(NumpyApiOps):
         cache: dict[str, Any] | None = None,
         cols: int | None = None,
         symmetric: bool = False,
+        constant: bool = False,
     ) -> Any:
         from scipy import sparse
 

@@ -119,6 +119,7 @@ class TensorFlowOps:
         cache: dict[str, Any] | None = None,
         cols: int | None = None,
         symmetric: bool = False,
+        constant: bool = False,
     ) -> Any:
         if _in_xla_context(self.tf) or n == 0 or row.shape[0] == 0:
             # the CSR product has no XLA kernel, and crashes (SIGFPE) on an empty matrix
@@ -131,6 +132,9 @@ class TensorFlowOps:
         # graph); a traced function reads a stored one as a constant.
         m = n if cols is None else cols
         key = f"tf-csr-{n}-{m}"
+        built = f"tf-csr-matrix-{n}-{m}"
+        if constant and cache is not None and built in cache:
+            return cache[built]  # a trainer's constant graph: converted once per fit
         if cache is not None and key in cache:
             indices, inverse = cache[key]
         else:
@@ -155,7 +159,13 @@ class TensorFlowOps:
                 weight,
                 self.tf.shape(weight, out_type="int64"),
             )
-        return _Csr(indices, values, (n, m))
+        matrix = _Csr(indices, values, (n, m))
+        if constant and cache is not None and self.tf.executing_eagerly():
+            from tensorflow.python.ops.linalg.sparse import sparse_csr_matrix_ops as csr
+
+            cache[built] = csr.CSRSparseMatrix(self.tf.SparseTensor(indices, values, (n, m)))
+            return cache[built]
+        return matrix
 
     def spmm(self, matrix: Any, dense: Any) -> Any:
         if isinstance(matrix, tuple):
@@ -164,8 +174,10 @@ class TensorFlowOps:
             return self.tf.math.unsorted_segment_sum(msgs, row, n)
         from tensorflow.python.ops.linalg.sparse import sparse_csr_matrix_ops as csr
 
-        sparse = self.tf.SparseTensor(matrix.indices, matrix.values, matrix.shape)
-        return csr.matmul(csr.CSRSparseMatrix(sparse), dense)
+        if isinstance(matrix, _Csr):
+            sparse = self.tf.SparseTensor(matrix.indices, matrix.values, matrix.shape)
+            matrix = csr.CSRSparseMatrix(sparse)
+        return csr.matmul(matrix, dense)
 
     def segment_sum(self, values: Any, ids: Any, num_segments: int) -> Any:
         return self.tf.math.unsorted_segment_sum(values, ids, num_segments)

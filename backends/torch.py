@@ -112,6 +112,7 @@ class TorchOps:
         cache: dict[str, Any] | None = None,
         cols: int | None = None,
         symmetric: bool = False,
+        constant: bool = False,
     ) -> Any:
         if self.torch.compiler.is_compiling():  # inductor has no sparse kernels
             return (row, col, weight, n)

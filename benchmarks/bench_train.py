@@ -226,13 +226,27 @@ def handwritten_worker(name: str) -> dict:
     return {"epoch_ms": _median_epoch(stamps), "peak_rss_mb": _rss_mb()}
 
 
+# glibc's malloc returns every block over 32 MiB to the system when it is freed, so each
+# step's fresh N × 64 tensors are page-faulted again (~20 ms per 87 MB at arxiv size);
+# these settings keep freed memory for reuse, as jemalloc or tcmalloc would. The
+# "+keep" trainers run with them, to show what the allocator costs.
+KEEP_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+
+
 def _run(args: list[str]) -> dict | None:
+    trainer, *rest = args
+    keep = trainer.endswith("+keep")
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", *args],
+        [sys.executable, __file__, "--worker", trainer.removesuffix("+keep"), *rest],
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"},
+        env={
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "TF_ENABLE_ONEDNN_OPTS": "0",
+            **(KEEP_MEMORY if keep else {}),
+        },
     )
     if proc.returncode != 0:
         print(f"{' '.join(args)}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
@@ -257,6 +271,8 @@ def main() -> None:
     backends = [b for b in args.backends if importlib.util.find_spec(b) is not None]
     graph_names = ["quick", "cora"] if args.quick else ["arxiv", "cora"]
     trainers = ["handwritten", *backends]
+    if "torch" in backends and not args.quick:
+        trainers += ["handwritten+keep", "torch+keep"]
     results: dict[tuple[str, str], list[dict]] = {}
     for name in graph_names:
         for _ in range(1 if args.quick else args.rounds):
@@ -290,13 +306,17 @@ def main() -> None:
         "the same model hand-written in PyTorch (CSR adjacency built once, torch autograd), "
         f"each in a fresh process, taking turns over {args.rounds} rounds (medians). "
         "Ratios: to the fastest dmon backend on the same graph, and to the hand-written "
-        "epoch.",
+        "epoch. The last two trainers of each graph run with glibc told to keep freed "
+        "memory (`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000`): by default "
+        "every freed block over 32 MiB goes back to the system, so each step's fresh "
+        "N × 64 tensors are page-faulted again, which costs torch (whose CPU tensors come "
+        "straight from malloc) far more than JAX or TensorFlow; jemalloc or tcmalloc do "
+        "the same for torch, as PyTorch's CPU tuning guide advises.",
         "",
         "| graph | trainer | median epoch (ms) | / fastest backend | / hand-written PyTorch | peak RSS (MB) |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for name in graph_names:
-        ref = rows.get((name, "handwritten"))
         fastest = min(
             (rows[(name, b)]["epoch_ms"] for b in backends if (name, b) in rows), default=None
         )
@@ -304,11 +324,14 @@ def main() -> None:
             row = rows.get((name, trainer))
             if row is None:
                 continue
-            spread = (
-                f"{row['epoch_ms'] / fastest:.2f}" if fastest and trainer != "handwritten" else "—"
-            )
+            keep = trainer.endswith("+keep")
+            base = trainer.removesuffix("+keep")
+            spread = f"{row['epoch_ms'] / fastest:.2f}" if fastest and base in backends else "—"
+            ref = rows.get((name, "handwritten+keep" if keep else "handwritten"))
             versus = f"{row['epoch_ms'] / ref['epoch_ms']:.2f}" if ref else "—"
-            who = "hand-written PyTorch" if trainer == "handwritten" else f"dmon {trainer}"
+            who = "hand-written PyTorch" if base == "handwritten" else f"dmon {base}"
+            if keep:
+                who += ", malloc keeps freed memory"
             lines.append(
                 f"| {label[name]} | {who} | {row['epoch_ms']:.1f} | {spread} | {versus} | "
                 f"{row['peak_rss_mb']:.0f} |"
@@ -323,7 +346,7 @@ def main() -> None:
         "|---|---|---:|---:|---:|",
     ]
     for name in graph_names:
-        for b in backends:
+        for b in [*backends, *(t for t in trainers if t == "torch+keep")]:
             row = rows.get((name, b))
             if row:
                 lines.append(

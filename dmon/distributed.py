@@ -184,6 +184,9 @@ class Shard:
         # then differentiates by dmon.symmetric's rule, and on one device the backward
         # of A S multiplies by A itself
         self.symmetric = bool(symmetric)
+        # the weights are constants (a trainer's graph; no gradient with respect to
+        # them): a backend may keep its whole sparse matrix in `cache`
+        self.constant = False
 
     def arrays(self) -> tuple[Array, ...]:
         return (self.row, self.col, self.weight, self.valid, self.batch)
@@ -237,6 +240,7 @@ def shard_spmm(shard: Shard, h: Array, comm: Collectives) -> Array:
         shard.cache,
         cols,
         symmetric=shard.symmetric and block == cols,
+        constant=shard.constant,
     )
     return ops.spmm(matrix, full)
 

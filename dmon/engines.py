@@ -203,7 +203,9 @@ def _project(feat: dict[str, Any], w: Any, block: int, width: int, cache: dict |
     ops = get_backend(w)
     if "dense" in feat:
         return ops.matmul(feat["dense"], w)
-    matrix = ops.sparse_matrix(feat["row"], feat["col"], feat["value"], block, cache, width)
+    matrix = ops.sparse_matrix(
+        feat["row"], feat["col"], feat["value"], block, cache, width, constant=True
+    )
     return ops.spmm(matrix, w)
 
 
@@ -241,10 +243,11 @@ def forward(
 
 
 def _mark_symmetric(data: Prepared, *shards: Any) -> None:
-    """Pass on `prepare`'s finding that `A = Aᵀ` (and so `Â = Âᵀ`) to the shards."""
+    """Pass on `prepare`'s finding that `A = Aᵀ` (and so `Â = Âᵀ`) to the shards, and
+    that their weights are constants (nothing trains them)."""
     for shard in shards:
         if isinstance(shard, dist.Shard):
-            shard.symmetric = data.symmetric
+            shard.symmetric, shard.constant = data.symmetric, True
 
 
 def _local_shard(arrays: dict[str, np.ndarray], p: int) -> dict[str, np.ndarray]:

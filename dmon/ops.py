@@ -155,6 +155,7 @@ class ArrayOps(Protocol):
         cache: dict[str, Any] | None = None,
         cols: int | None = None,
         symmetric: bool = False,
+        constant: bool = False,
     ) -> Any:
         """An `(n, cols)` matrix (`cols` defaults to `n`; a shard holds `n` rows of a
         graph of `cols` nodes; `symmetric`: the caller promises `A = Aᵀ`, so a backward
@@ -162,7 +163,10 @@ class ArrayOps(Protocol):
         `SparseTensor` in TensorFlow; the COO triple where only a segment sum compiles).
         Built once per call, at the boundary. `cache` (a `SparseGraph`'s own) may keep
         index structures (never weights, which may carry gradients) across calls, through
-        `dmon.sparse_graph.remembered`, and only for concrete (not traced) arrays."""
+        `dmon.sparse_graph.remembered`, and only for concrete (not traced) arrays.
+        `constant`: the weights are constants that never need a gradient (a trainer's
+        graph), so the whole matrix, weights included, may be kept in `cache`
+        (TensorFlow keeps its `CSRSparseMatrix`, whose conversion is a per-step op)."""
         ...
 
     def spmm(self, matrix: Any, dense: Array) -> Array:

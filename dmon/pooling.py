@@ -466,8 +466,9 @@ def _sparse_inputs(
                 f"{where}: with a sparse `adj`, `{key}` must be node-level (N, ·), as in PyG; got shape {fmt_shape(shape)}"
             )
     batch = prepare(ops, where, **{k: args[k] for k in keys})
-    # a reshape, not `v[0]`: torch's backward of an index writes a zero (1, N, F) array
-    arrays = {k: ops.reshape(v, ops.shape(v)[1:]) for k, v in batch.arrays.items()}
+    arrays = {}
+    for key, value in batch.arrays.items():  # (a loop: autograph miscalls it in a comprehension)
+        arrays[key] = _first(ops, value)
     n = ops.shape(arrays[keys[0]])[0]
     if n is None:
         raise ValueError(
@@ -475,6 +476,15 @@ def _sparse_inputs(
         )
     adj = to_adjacency(ops, where, args["adj"], n, batch.compute_dtype, non_negative=True)
     return arrays, adj, batch.dtype, batch.compute_dtype
+
+
+def _first(ops: ArrayOps, v: Array) -> Array:
+    """`v[0]` of a `(1, ...)` array, as a reshape where the shape is static: torch's
+    backward of an index writes a zero array of the whole input's size."""
+    shape = ops.shape(v)[1:]
+    if any(d is None for d in shape):
+        return v[0]
+    return ops.reshape(v, tuple(int(d) for d in shape))  # type: ignore[arg-type]
 
 
 def _pool_sparse(ops: ArrayOps, args: dict[str, Any], resolution: float) -> DMoNOutput:

@@ -235,3 +235,17 @@ def test_jax_jit_keeps_the_promise_of_a_graph_argument():
     want = jax.grad(loss, argnums=2)(general, x, logits)
     assert seen == [True, False]
     np.testing.assert_allclose(to_numpy(got), to_numpy(want), **TOL["float64"])
+
+
+def test_keras_layer_carries_the_promise_through_config_and_torch():
+    require("keras")
+    require("torch")
+    from dmon.layers.keras import DMoNPooling
+
+    layer = DMoNPooling(k=3, symmetric=True)
+    assert layer.get_config()["symmetric"] is True
+    assert DMoNPooling.from_config(layer.get_config()).symmetric is True
+    layer.build([(None, None, 5), (None, None, None)])
+    module = layer.to_torch()
+    assert module.symmetric is True
+    assert DMoNPooling.from_torch(module).symmetric is True
