@@ -82,13 +82,24 @@ class JaxOps(NumpyApiOps):
         cols: int | None = None,
         symmetric: bool = False,
         constant: bool = False,
+        slots: int = 0,
     ) -> Any:
-        # A gather and a segment sum: what BCOO's matmul lowers to on CPU, and it jits.
-        return (row, col, weight, n)
+        # A gather and a segment sum: what BCOO's matmul lowers to on CPU, and it jits;
+        # for edges in slot order, a gather per slot first (XLA:CPU's scatter is serial)
+        return (row, col, weight, n, slots)
 
     def spmm(self, matrix: Any, dense: Any) -> Any:
-        row, col, weight, n = matrix
-        return self.jax.ops.segment_sum(dense[col] * weight[:, None], row, num_segments=n)
+        row, col, weight, n, slots = matrix
+        out = None
+        for j in range(slots):  # row i's j-th neighbour of every row at once: fused, parallel
+            at = slice(j * n, (j + 1) * n)
+            term = dense[col[at]] * weight[at, None]
+            out = term if out is None else out + term
+        head = slots * n
+        rest = self.jax.ops.segment_sum(
+            dense[col[head:]] * weight[head:, None], row[head:], num_segments=n
+        )
+        return rest if out is None else out + rest
 
     def segment_sum(self, values: Any, ids: Any, num_segments: int) -> Any:
         return self.jax.ops.segment_sum(values, ids, num_segments=num_segments)

@@ -75,6 +75,7 @@ class NumpyOps(NumpyApiOps):
         cols: int | None = None,
         symmetric: bool = False,
         constant: bool = False,
+        slots: int = 0,
     ) -> Any:
         from scipy import sparse
 

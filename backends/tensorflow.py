@@ -120,6 +120,7 @@ class TensorFlowOps:
         cols: int | None = None,
         symmetric: bool = False,
         constant: bool = False,
+        slots: int = 0,
     ) -> Any:
         if _in_xla_context(self.tf) or n == 0 or row.shape[0] == 0:
             # the CSR product has no XLA kernel, and crashes (SIGFPE) on an empty matrix

@@ -113,6 +113,7 @@ class TorchOps:
         cols: int | None = None,
         symmetric: bool = False,
         constant: bool = False,
+        slots: int = 0,
     ) -> Any:
         if self.torch.compiler.is_compiling():  # inductor has no sparse kernels
             return (row, col, weight, n)

@@ -323,7 +323,9 @@ class JaxEngine:
 
         self.x = put(data.x)
         self.ax = put(data.ax) if data.ax is not None else dist.jax_shards(data.a_hat_part(), mesh)
-        self.shard = dist.jax_shards(data.part, mesh)
+        # the pool's product A [S | 1] of a symmetric graph is never differentiated with
+        # respect to S (dmon.symmetric), so its edges may take the fast slot order
+        self.shard = dist.jax_shards(data.part, mesh, slots=data.symmetric)
         _mark_symmetric(data, self.shard, self.ax)
         replicated = NamedSharding(mesh, PartitionSpec())
         self.params = [jax.device_put(jnp.asarray(p), replicated) for p in params]

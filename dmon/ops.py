@@ -156,6 +156,7 @@ class ArrayOps(Protocol):
         cols: int | None = None,
         symmetric: bool = False,
         constant: bool = False,
+        slots: int = 0,
     ) -> Any:
         """An `(n, cols)` matrix (`cols` defaults to `n`; a shard holds `n` rows of a
         graph of `cols` nodes; `symmetric`: the caller promises `A = Aᵀ`, so a backward
@@ -166,7 +167,9 @@ class ArrayOps(Protocol):
         `dmon.sparse_graph.remembered`, and only for concrete (not traced) arrays.
         `constant`: the weights are constants that never need a gradient (a trainer's
         graph), so the whole matrix, weights included, may be kept in `cache`
-        (TensorFlow keeps its `CSRSparseMatrix`, whose conversion is a per-step op)."""
+        (TensorFlow keeps its `CSRSparseMatrix`, whose conversion is a per-step op).
+        `slots`: the first `slots · n` edges are in slot order (`dmon.partition.slotted`);
+        a backend may multiply them as `slots` gathers (JAX does)."""
         ...
 
     def spmm(self, matrix: Any, dense: Array) -> Array:
