@@ -48,19 +48,20 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _model_bytes(n_pad_total: int, parts: int) -> int:
-    """Bytes per step and process from docs/distributed.md: the all-gather of S and its
-    reduce-scatter (each process receives (P-1)/P of N·k floats in each), the all-reduce
-    of the C×(2C+1+hidden)+1 sums (a ring: 2(P-1)/P of them), and the all-reduce of the
-    parameter gradients (JAX: the transpose of the replicated parameters; torch:
-    `sum_gradients`)."""
+def _model_bytes(n_pad_total: int, parts: int, symmetric: bool = True) -> int:
+    """Bytes per step and process from docs/distributed.md: the all-gather of S (each
+    process receives (P-1)/P of N·k floats) and, for a directed graph only, its
+    reduce-scatter in the backward (a symmetric graph's backward has none:
+    dmon.symmetric), the all-reduce of the C×(2C+1+hidden)+1 sums (a ring: 2(P-1)/P of
+    them), and the all-reduce of the parameter gradients (JAX: the transpose of the
+    replicated parameters; torch: `sum_gradients`). The benchmark's graph is undirected."""
     if parts == 1:
         return 0
     share = (parts - 1) / parts
     gathered = n_pad_total * K * 4
     sums = (K * (2 * K + 1 + HIDDEN) + 1) * 4
     params = (F * HIDDEN + 2 * HIDDEN + HIDDEN * K + K) * 4
-    return int(2 * share * gathered + 2 * share * (sums + params))
+    return int((1 if symmetric else 2) * share * gathered + 2 * share * (sums + params))
 
 
 def worker(engine: str, n: int, m: int, out: str) -> None:
