@@ -162,9 +162,19 @@ class TensorFlowOps:
             )
         matrix = _Csr(indices, values, (n, m))
         if constant and cache is not None and self.tf.executing_eagerly():
-            from tensorflow.python.ops.linalg.sparse import sparse_csr_matrix_ops as csr
-
-            cache[built] = csr.CSRSparseMatrix(self.tf.SparseTensor(indices, values, (n, m)))
+            # converted once, and its transpose too: TensorFlow's gradient of a CSR product
+            # would transpose the matrix on every step (twice the product's time)
+            r, c = indices[:, 0], indices[:, 1]
+            order = self.tf.argsort(c * n + r, stable=True)
+            transpose = _Csr(
+                self.tf.gather(self.tf.stack([c, r], axis=1), order),
+                self.tf.gather(values, order),
+                (m, n),
+            )
+            cache[built] = _ConstantCsr(
+                _to_csr(self.tf, matrix),
+                None if symmetric and n == m else _to_csr(self.tf, transpose),
+            )
             return cache[built]
         return matrix
 
@@ -175,9 +185,10 @@ class TensorFlowOps:
             return self.tf.math.unsorted_segment_sum(msgs, row, n)
         from tensorflow.python.ops.linalg.sparse import sparse_csr_matrix_ops as csr
 
+        if isinstance(matrix, _ConstantCsr):
+            return matrix.product(self.tf, dense)
         if isinstance(matrix, _Csr):
-            sparse = self.tf.SparseTensor(matrix.indices, matrix.values, matrix.shape)
-            matrix = csr.CSRSparseMatrix(sparse)
+            matrix = _to_csr(self.tf, matrix)
         return csr.matmul(matrix, dense)
 
     def segment_sum(self, values: Any, ids: Any, num_segments: int) -> Any:
@@ -212,3 +223,31 @@ class _Csr:
 
     def __init__(self, indices: Any, values: Any, shape: tuple[int, int]) -> None:
         self.indices, self.values, self.shape = indices, values, shape
+
+
+def _to_csr(tf: Any, matrix: _Csr) -> Any:
+    from tensorflow.python.ops.linalg.sparse import sparse_csr_matrix_ops as csr
+
+    return csr.CSRSparseMatrix(tf.SparseTensor(matrix.indices, matrix.values, matrix.shape))
+
+
+class _ConstantCsr:
+    """A trainer's constant matrix as a converted `CSRSparseMatrix`, with its transpose
+    (`None`: symmetric, the matrix itself) for the gradient with respect to the dense
+    operand. No gradient flows to the weights (they are constants)."""
+
+    __slots__ = ("forward", "transpose")
+
+    def __init__(self, forward: Any, transpose: Any) -> None:
+        self.forward, self.transpose = forward, transpose
+
+    def product(self, tf: Any, dense: Any) -> Any:
+        from tensorflow.python.ops.linalg.sparse import sparse_csr_matrix_ops as csr
+
+        back = self.forward if self.transpose is None else self.transpose
+
+        @tf.custom_gradient
+        def product(d: Any) -> Any:
+            return csr.matmul(self.forward, d), lambda g: csr.matmul(back, g)
+
+        return product(dense)

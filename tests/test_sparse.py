@@ -409,3 +409,40 @@ def test_sparse_spectral_loss_of_any_assignment(backend: str) -> None:
     want = -(np.trace(s.T @ a @ s) - np.sum((s.T @ d) ** 2) / two_m) / two_m
     got = dmon.spectral_loss(_graph(backend, a), to_backend(backend, s))
     assert_close(got, np.asarray(want), "float64")
+
+
+@pytest.mark.parametrize("fw", AUTODIFF)
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_constant_matrix_product_and_its_gradient(fw: str, symmetric: bool) -> None:
+    """`sparse_matrix(constant=True)` (a trainer's graph, kept whole in the cache, with
+    TensorFlow's transpose built once): `A D` and its gradient `Aᵀ G` against NumPy, for a
+    rectangular matrix and a symmetric one, eager and inside a traced function."""
+    require(fw)
+    from dmon.ops import backend_by_name
+
+    ops = backend_by_name(fw)
+    rng = np.random.default_rng(5)
+    n, m = (6, 6) if symmetric else (5, 8)
+    a = (rng.random((n, m)) < 0.4) * rng.uniform(0.5, 2.0, (n, m))
+    if symmetric:
+        a = a + a.T
+    row, col = np.nonzero(a)
+    d, g = rng.normal(size=(m, 3)), rng.normal(size=(n, 3))
+    cache: dict = {}
+
+    def product(dense):
+        matrix = ops.sparse_matrix(
+            to_backend(fw, row), to_backend(fw, col), to_backend(fw, a[row, col]), n,
+            cache, m, symmetric=symmetric, constant=True,
+        )  # fmt: skip
+        return ops.sum(ops.spmm(matrix, dense) * to_backend(fw, g), axis=(0, 1))
+
+    for fn in (product, compiled(fw, product) if fw != "tensorflow" else None):
+        if fn is None:  # TensorFlow: a tf.function without XLA (the CSR product's form)
+            import tensorflow as tf
+
+            fn = tf.function(product)
+        value = fn(to_backend(fw, d))
+        (grad,) = gradient(fw, fn, to_backend(fw, d))
+        np.testing.assert_allclose(float(to_numpy(value)), float(np.sum((a @ d) * g)), rtol=1e-10)
+        np.testing.assert_allclose(grad, a.T @ g, rtol=1e-10, atol=1e-12)
