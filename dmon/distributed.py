@@ -215,9 +215,15 @@ def _register_shard_pytree() -> None:
     jax.tree_util.register_pytree_node(
         Shard,
         lambda s: (s.arrays(), (s.num_graphs, s.symmetric, s.slots)),
-        lambda aux, arrays: Shard(*arrays, *aux),  # type: ignore[call-arg]
+        _unflatten_shard,
     )
     _registered = True
+
+
+def _unflatten_shard(aux: tuple[int, bool, int], arrays: tuple[Any, ...]) -> Shard:
+    num_graphs, symmetric, slots = aux
+    row, col, weight, valid, batch = arrays
+    return Shard(row, col, weight, valid, batch, num_graphs, symmetric, slots)
 
 
 def shard_spmm(shard: Shard, h: Array, comm: Collectives) -> Array:
