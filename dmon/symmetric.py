@@ -13,14 +13,16 @@ cotangent `G = [G_a | g_d | G_s | G_x]` of the sums
     ∂/∂S = [P | S | X] H,   H = [G_a + G_aᵀ ; g_dᵀ ; G_s + G_sᵀ ; G_xᵀ]   (W × C)
     ∂/∂X = S G_x
 
-one `(N × W)(W × C)` product, where autodiff takes five plus the pass over `A`. `P` is
+the work of one `(N × W)(W × C)` product (done block by block, without an `N × W`
+copy), where autodiff takes five products plus the pass over `A`. `P` is
 built from `stop_gradient([S | 1])` (its `S`-dependence is in the rule above) but stays
 differentiable in `A`: `∂/∂P = S [G_a | g_d]`, so a gradient with respect to the
 adjacency (its weights) is still exact.
 
 The rule is right only for a symmetric `A`, which is the caller's promise
-(`dmon.pool(..., symmetric=True)`, `SparseGraph(symmetric=True)`); `check_symmetric`
-catches most broken promises from sums already computed.
+(`dmon.pool(..., symmetric=True)`, `SparseGraph(symmetric=True)`);
+`dmon.validation.check_symmetric` catches most broken promises from sums already
+computed.
 """
 
 from __future__ import annotations
