@@ -23,7 +23,7 @@ import numpy as np
 
 from dmon.ops import Array, get_backend
 from dmon.partition import Partition, partition, slotted
-from dmon.pooling import DMoNOutput, _any_negative, check_resolution, reduced_losses
+from dmon.pooling import DMoNOutput, check_resolution, outputs_from_sums, with_ones
 from dmon.sparse_graph import SparseGraph
 from dmon.symmetric import node_sums
 
@@ -303,7 +303,7 @@ def shard_pool(
     # [A S | d]: the degrees from the same pass over the edges as A S. For a symmetric A,
     # from a constant S: dmon.symmetric's rule then gives S its whole gradient from this
     # shard's own rows, so the backward has no sparse product and no collective
-    s1 = ops.concat([s, ops.ones_like(s[:, :1])], axis=-1)
+    s1 = with_ones(ops, s)
     prod = shard_spmm(shard, ops.stop_gradient(s1) if symmetric else s1, comm)
     if symmetric:
         one = [ops.expand_dims(v, 0) for v in (s, prod, xs)]  # a batch of one graph
@@ -322,22 +322,7 @@ def shard_pool(
     total = comm.all_sum(ops.concat([ops.reshape(local, (b * c * width,)), counts], axis=0))
     sums = ops.reshape(total[: b * c * width], (b, c, width))
     n_valid = total[b * c * width :]
-    out_adj, s_d = sums[..., :c], sums[..., c]
-    gram, sx = sums[..., c + 1 : 2 * c + 1], sums[..., 2 * c + 1 :]
-    # rows of S sum to 1 (0 on padding), so Σᵢ Sᵢ = SᵀS 1 and 2m = Σ_c (Sᵀd)_c
-    losses, adj = reduced_losses(
-        ops,
-        gram,
-        ops.sum(gram, axis=-1),
-        out_adj,
-        s_d,
-        ops.sum(s_d, axis=-1),
-        _any_negative(ops, s_d),
-        n_valid,
-        None,
-        gamma,
-    )
-    return DMoNOutput(s, ops.selu(sx), adj, *losses)
+    return outputs_from_sums(ops, s, sums, n_valid, None, gamma, dtype)
 
 
 def _static(size: int | None) -> int:

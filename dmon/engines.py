@@ -242,7 +242,7 @@ def forward(
     return out.spectral_loss + collapse * out.cluster_loss, out
 
 
-def _mark_symmetric(data: Prepared, *shards: Any) -> None:
+def _mark_shards(data: Prepared, *shards: Any) -> None:
     """Pass on `prepare`'s finding that `A = Aᵀ` (and so `Â = Âᵀ`) to the shards, and
     that their weights are constants (nothing trains them)."""
     for shard in shards:
@@ -326,7 +326,7 @@ class JaxEngine:
         # the pool's product A [S | 1] of a symmetric graph is never differentiated with
         # respect to S (dmon.symmetric), so its edges may take the fast slot order
         self.shard = dist.jax_shards(data.part, mesh, slots=data.symmetric)
-        _mark_symmetric(data, self.shard, self.ax)
+        _mark_shards(data, self.shard, self.ax)
         replicated = NamedSharding(mesh, PartitionSpec())
         self.params = [jax.device_put(jnp.asarray(p), replicated) for p in params]
         self.m = [jnp.zeros_like(p) for p in self.params]
@@ -474,7 +474,7 @@ class TorchEngine:
         )
         self.caches: tuple[dict, dict] = ({}, {})  # the features' CSR, built once per fit
         self.shard = dist.torch_shard(data.part, self.rank, device=self.device)
-        _mark_symmetric(data, self.shard, self.ax)
+        _mark_shards(data, self.shard, self.ax)
         self.params = [
             torch.as_tensor(p, dtype=torch.float32, device=self.device).requires_grad_()
             for p in params
@@ -581,7 +581,7 @@ class TensorFlowEngine:
         self.x = tensors(data.x)
         self.ax = tensors(data.ax) if data.ax is not None else dist.tf_shard(data.a_hat_part())
         self.shard = dist.tf_shard(data.part)
-        _mark_symmetric(data, self.shard, self.ax)
+        _mark_shards(data, self.shard, self.ax)
         self.params = [tf.Variable(p, dtype=tf.float32) for p in params]
         self.m = [tf.Variable(tf.zeros_like(p)) for p in self.params]
         self.v = [tf.Variable(tf.zeros_like(p)) for p in self.params]

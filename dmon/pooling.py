@@ -312,15 +312,17 @@ def _pool_symmetric(
     sums = node_sums(ops, s, p, xs)
     check_non_negative(ops, where, "adj", sums[..., c], d)
     check_symmetric(ops, where, "adj", ops.sum(u[:, :c], axis=-1), sums[..., c])
-    return _output(ops, s, sums, _n_valid(ops, s, mask), ops.shape(s)[1], resolution, dtype)
+    return outputs_from_sums(
+        ops, s, sums, _n_valid(ops, s, mask), ops.shape(s)[1], resolution, dtype
+    )
 
 
-def _with_ones(ops: ArrayOps, s: Array) -> Array:
+def with_ones(ops: ArrayOps, s: Array) -> Array:
     """`[S | 1]`: one product with it gives `A S` and the degrees `A 1` together."""
     return ops.concat([s, ops.ones_like(s[..., :1])], axis=-1)
 
 
-def _output(
+def outputs_from_sums(
     ops: ArrayOps,
     s: Array,
     sums: Array,
@@ -329,9 +331,10 @@ def _output(
     resolution: float,
     dtype: str,
 ) -> DMoNOutput:
-    """The pool's outputs from the node sums `Sᵀ [AS | d | S | X]` `(B, C, 2C + 1 + F)`.
-    The rows of `S` sum to 1 (0 on masked rows), so `Σᵢ Sᵢ = SᵀS 1` and `2m = Σ_c
-    (Sᵀd)_c`."""
+    """The pool's outputs from the node sums `Sᵀ [AS | d | S | X]` `(B, C, 2C + 1 + F)`
+    (of one device, or all-reduced over shards: `dmon.distributed.shard_pool`), with `s`
+    returned as given and cast to `dtype`. The rows of `S` sum to 1 (0 on masked rows),
+    so `Σᵢ Sᵢ = SᵀS 1` and `2m = Σ_c (Sᵀd)_c`."""
     c = ops.shape(s)[-1]
     assert c is not None  # the number of clusters is static on every backend
     out_adj, s_d = sums[..., :c], sums[..., c]
@@ -432,7 +435,7 @@ def _sparse_products(
     # A [S | 1] = [AS | d]: the degrees come out of the same pass over the edges as A S,
     # and one (C, M) x (M, C + 1) product per graph then gives [SᵀAS | Sᵀd] (no slices of
     # the (N, C + 1) product are copied for it).
-    prod = pad(ops, adj, ops.spmm(adj.matrix, ops.concat([s, ops.ones_like(s[:, :1])], axis=-1)))
+    prod = pad(ops, adj, ops.spmm(adj.matrix, with_ones(ops, s)))
     s_p = pad(ops, adj, s)
     both = ops.matmul(ops.transpose(s_p), prod)  # (B, C, C + 1)
     out_adj, s_d, degrees = both[..., :c], both[..., c], prod[..., c]
@@ -493,11 +496,11 @@ def _pool_sparse(ops: ArrayOps, args: dict[str, Any], resolution: float) -> DMoN
     s = ops.softmax(a["logits"])
     if isinstance(args["adj"], SparseGraph) and args["adj"].symmetric:
         # A [S | 1] from a constant S: its S-gradient is in dmon.symmetric's rule
-        prod = pad(ops, adj, ops.spmm(adj.matrix, ops.stop_gradient(_with_ones(ops, s))))
+        prod = pad(ops, adj, ops.spmm(adj.matrix, ops.stop_gradient(with_ones(ops, s))))
         s_p = pad(ops, adj, s)
         sums = node_sums(ops, s_p, prod, pad(ops, adj, a["x"]))
         n_valid = _n_valid_sparse(ops, adj, s, s_p)
-        out = _output(ops, s_p, sums, n_valid, ops.shape(s_p)[1], resolution, dtype)
+        out = outputs_from_sums(ops, s_p, sums, n_valid, ops.shape(s_p)[1], resolution, dtype)
         return out._replace(s=s if compute == dtype else ops.astype(s, dtype))
     p = _sparse_products(ops, adj, s, stochastic=True)
     out_x = ops.selu(ops.matmul(ops.transpose(p.s), pad(ops, adj, a["x"])))

@@ -411,21 +411,19 @@ def _wait_for(path: Path, procs: list[subprocess.Popen], limit: float = 300) -> 
         time.sleep(0.2)
 
 
+def _endless_run(out: Path, *extra: str) -> list[str]:
+    """`dmon cluster` arguments for a run that lasts until it is killed, writing a
+    checkpoint every epoch to `out`."""
+    return [
+        "karate", *extra, "--epochs", "1000000", "--checkpoint-every", "1", "--quiet",
+        "--out", str(out), "--timeout", "30",
+    ]  # fmt: skip
+
+
 @needs_keras
 @pytest.mark.skipif(not installed("jax"), reason="needs jax")
 def test_a_jax_process_that_dies_stops_the_other_with_one_line(tmp_path: Path) -> None:
-    procs = _jax_processes(
-        "karate",
-        "--epochs",
-        "1000000",
-        "--checkpoint-every",
-        "1",
-        "--quiet",
-        "--out",
-        str(tmp_path),
-        "--timeout",
-        "30",
-    )
+    procs = _jax_processes(*_endless_run(tmp_path))
     try:
         _wait_for(tmp_path / "checkpoint.npz", procs)
         procs[1].send_signal(signal.SIGKILL)
@@ -455,18 +453,7 @@ def test_a_torch_process_that_dies_ends_the_job(tmp_path: Path) -> None:
             "-m",
             "dmon",
             "cluster",
-            "karate",
-            "--backend",
-            "torch",
-            "--epochs",
-            "1000000",
-            "--checkpoint-every",
-            "1",
-            "--quiet",
-            "--out",
-            str(tmp_path),
-            "--timeout",
-            "30",
+            *_endless_run(tmp_path, "--backend", "torch"),
         ),
         env=_env(),
         stdout=subprocess.PIPE,

@@ -32,6 +32,17 @@ def _rule_sums(fw, adj, s, x):
     return node_sums(ops, s, ops.transpose(row_products(ops, s1_t, adj)), x)
 
 
+def _value_and_gradients(fw, fn, *arrays):
+    """`[fn(*args), ∂fn/∂args...]` as NumPy, for the arrays in float64 in framework `fw`."""
+    args = [to_backend(fw, v, "float64") for v in arrays]
+    return [to_numpy(fn(*args)), *gradient(fw, fn, *args)]
+
+
+def _assert_same(names, got, want):
+    for what, g, w in zip(names, got, want, strict=True):
+        np.testing.assert_allclose(g, w, **TOL["float64"], err_msg=what)
+
+
 @pytest.mark.parametrize("compile_", [False, True], ids=["eager", "compiled"])
 def test_rule_gradients_match_autodiff_of_the_plain_formula(framework, compile_):
     b, n, c, f = 2, 9, 3, 4
@@ -47,17 +58,17 @@ def test_rule_gradients_match_autodiff_of_the_plain_formula(framework, compile_)
             return ops.sum(sums(framework, adj, s_, x_) * ops.asarray(w), axis=(0, 1, 2))
 
         fn = compiled(framework, objective) if compile_ else objective
-        args = [to_backend(framework, v, "float64") for v in (a, s, x)]
-        results.append([to_numpy(fn(*args)), *gradient(framework, fn, *args)])
-    for what, got, want in zip(("value", "adj", "s", "x"), results[1], results[0], strict=True):
-        np.testing.assert_allclose(got, want, **TOL["float64"], err_msg=what)
+        results.append(_value_and_gradients(framework, fn, a, s, x))
+    _assert_same(("value", "adj", "s", "x"), results[1], results[0])
 
 
 def _pool_objective(out, w):
+    """A scalar of all six outputs, with weights `w` for `s`, `x` and `adj`."""
     ops = dmon.get_backend(out.s)
     total = out.spectral_loss * 0.7 + out.ortho_loss * 0.3 + out.cluster_loss * 0.5
     for name in ("s", "x", "adj"):
-        total = total + ops.sum(getattr(out, name) * ops.asarray(w[name]), axis=(0, 1, 2))
+        v = getattr(out, name)
+        total = total + ops.sum(v * ops.asarray(w[name]), axis=tuple(range(len(ops.shape(v)))))
     return total
 
 
@@ -80,12 +91,8 @@ def test_dense_symmetric_pool_matches_general_path(framework, masked, compile_):
             return _pool_objective(dmon.pool(x_, adj, lg, m, symmetric=symmetric), w)
 
         fn = compiled(framework, objective) if compile_ else objective
-        args = [to_backend(framework, v, "float64") for v in (logits, x, a)]
-        results.append([to_numpy(fn(*args)), *gradient(framework, fn, *args)])
-    for what, got, want in zip(
-        ("value", "logits", "x", "adj"), results[1], results[0], strict=True
-    ):
-        np.testing.assert_allclose(got, want, **TOL["float64"], err_msg=what)
+        results.append(_value_and_gradients(framework, fn, logits, x, a))
+    _assert_same(("value", "logits", "x", "adj"), results[1], results[0])
 
 
 def test_dense_symmetric_outputs_match_numpy_reference(backend):
@@ -123,20 +130,10 @@ def test_sparse_symmetric_pool_matches_general_path(framework, graphs):
 
         def objective(lg, x_, ew, symmetric=symmetric):
             graph = dmon.SparseGraph(ei, ew, batch=bt, symmetric=symmetric)
-            out = dmon.pool(x_, graph, lg)
-            ops = dmon.get_backend(out.s)
-            total = out.spectral_loss * 0.7 + out.ortho_loss * 0.3 + out.cluster_loss * 0.5
-            total = total + ops.sum(out.s * ops.asarray(w["s"]), axis=(0, 1))
-            for name in ("x", "adj"):
-                total = total + ops.sum(getattr(out, name) * ops.asarray(w[name]), axis=(0, 1, 2))
-            return total
+            return _pool_objective(dmon.pool(x_, graph, lg), w)
 
-        args = [to_backend(framework, v, "float64") for v in (logits, x, edge_weight)]
-        results.append([to_numpy(objective(*args)), *gradient(framework, objective, *args)])
-    for what, got, want in zip(
-        ("value", "logits", "x", "weight"), results[1], results[0], strict=True
-    ):
-        np.testing.assert_allclose(got, want, **TOL["float64"], err_msg=what)
+        results.append(_value_and_gradients(framework, objective, logits, x, edge_weight))
+    _assert_same(("value", "logits", "x", "weight"), results[1], results[0])
 
 
 def test_shard_pool_symmetric_matches_general(framework):
@@ -175,10 +172,8 @@ def test_shard_pool_symmetric_matches_general(framework):
         lg = np.zeros((block, 3))
         xx = np.zeros((block, 5))
         lg[:12], xx[:12] = logits[0], x[0]
-        args = [to_backend(framework, v, "float64") for v in (lg, xx)]
-        results.append([to_numpy(objective(*args)), *gradient(framework, objective, *args)])
-    for what, got, want in zip(("value", "logits", "x"), results[1], results[0], strict=True):
-        np.testing.assert_allclose(got, want, **TOL["float64"], err_msg=what)
+        results.append(_value_and_gradients(framework, objective, lg, xx))
+    _assert_same(("value", "logits", "x"), results[1], results[0])
 
 
 def test_a_directed_graph_breaks_the_promise_eagerly(backend):
