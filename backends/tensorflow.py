@@ -54,6 +54,9 @@ class TensorFlowOps:
     def matmul(self, a: Any, b: Any) -> Any:
         return self.tf.linalg.matmul(a, b)
 
+    def matmul_sum(self, pairs: Sequence[tuple[Any, Any]]) -> Any:
+        return self.tf.add_n([self.tf.linalg.matmul(a, b) for a, b in pairs])
+
     def transpose(self, x: Any) -> Any:
         return self.tf.linalg.matrix_transpose(x)
 

@@ -409,40 +409,17 @@ def reduced_losses(
     return (spectral, ortho, cluster), _normalized_pooled_adj(ops, out_adj)
 
 
-class _SparseProducts(NamedTuple):
-    s: Array
-    """`(B, M, C)` the assignment, zero-padded per graph."""
-    out_adj: Array
-    """`(B, C, C)` `SᵀAS`."""
-    s_d: Array
-    """`(B, C)` `Sᵀd`."""
-    two_m: Array
-    """`(B,)` `2m`."""
-    degrees: Array
-    """`(B, M)` the node degrees `A 1`, padded."""
-    n_valid: Array | None
-    """`(B,)` nodes per graph (`None` for one graph)."""
-
-
-def _sparse_products(
-    ops: ArrayOps, adj: SparseAdjacency, s: Array, stochastic: bool
-) -> _SparseProducts:
-    """Per-graph `S`, `SᵀAS`, `Sᵀd`, `2m`, degrees and valid-node counts from a flat
-    `(N, C)` assignment: one sparse product `A S` over the edges, then the per-graph
-    reductions on the zero-padded batch (`B = 1`, no padding, for one graph).
-    `stochastic`: the rows of `s` sum to 1 (a softmax), so `2m = Σ_c (Sᵀd)_c`."""
+def _sparse_spectral_terms(
+    ops: ArrayOps, adj: SparseAdjacency, s: Array
+) -> tuple[Array, Array, Array]:
+    """`SᵀAS` `(B, C, C)`, `Sᵀd` `(B, C)` and the padded degrees `(B, M)` of a flat
+    `(N, C)` assignment whose rows may sum to anything: one sparse product `A [S | 1]`
+    over the edges, then one `(C, M) x (M, C + 1)` product per graph on the zero-padded
+    batch (`B = 1`, no padding, for one graph)."""
     c = ops.shape(s)[-1]
-    # A [S | 1] = [AS | d]: the degrees come out of the same pass over the edges as A S,
-    # and one (C, M) x (M, C + 1) product per graph then gives [SᵀAS | Sᵀd] (no slices of
-    # the (N, C + 1) product are copied for it).
     prod = pad(ops, adj, ops.spmm(adj.matrix, with_ones(ops, s)))
-    s_p = pad(ops, adj, s)
-    both = ops.matmul(ops.transpose(s_p), prod)  # (B, C, C + 1)
-    out_adj, s_d, degrees = both[..., :c], both[..., c], prod[..., c]
-    # As in the dense path: from Sᵀd when the rows of S sum to 1 (no backward through a
-    # column of the (N, C + 1) product), else from the degrees (spectral_loss takes any s).
-    two_m = ops.sum(s_d, axis=-1) if stochastic else ops.sum(degrees, axis=-1)
-    return _SparseProducts(s_p, out_adj, s_d, two_m, degrees, _n_valid_sparse(ops, adj, s, s_p))
+    both = ops.matmul(ops.transpose(pad(ops, adj, s)), prod)  # (B, C, C + 1)
+    return both[..., :c], both[..., c], prod[..., c]
 
 
 def _n_valid_sparse(ops: ArrayOps, adj: SparseAdjacency, s: Array, s_p: Array) -> Array | None:
@@ -494,22 +471,18 @@ def _pool_sparse(ops: ArrayOps, args: dict[str, Any], resolution: float) -> DMoN
     where = "dmon.pool"
     a, adj, dtype, compute = _sparse_inputs(ops, where, args, ("x", "logits"))
     s = ops.softmax(a["logits"])
-    if isinstance(args["adj"], SparseGraph) and args["adj"].symmetric:
-        # A [S | 1] from a constant S: its S-gradient is in dmon.symmetric's rule
-        prod = pad(ops, adj, ops.spmm(adj.matrix, ops.stop_gradient(with_ones(ops, s))))
-        s_p = pad(ops, adj, s)
-        sums = node_sums(ops, s_p, prod, pad(ops, adj, a["x"]))
-        n_valid = _n_valid_sparse(ops, adj, s, s_p)
-        out = outputs_from_sums(ops, s_p, sums, n_valid, ops.shape(s_p)[1], resolution, dtype)
-        return out._replace(s=s if compute == dtype else ops.astype(s, dtype))
-    p = _sparse_products(ops, adj, s, stochastic=True)
-    out_x = ops.selu(ops.matmul(ops.transpose(p.s), pad(ops, adj, a["x"])))
-    losses, out_adj = _losses_and_pooled_adj(
-        ops, p.s, p.out_adj, p.s_d, p.two_m, _any_negative(ops, p.s_d), p.n_valid, resolution
-    )
-    if compute != dtype:
-        s, out_x, out_adj = (ops.astype(v, dtype) for v in (s, out_x, out_adj))
-    return DMoNOutput(s, out_x, out_adj, *losses)
+    # A [S | 1]: A S and the degrees from one pass over the edges. Every output is a
+    # function of the node sums Sᵀ [A S | d | S | X], differentiated by dmon.symmetric's
+    # rules: for a symmetric A from a constant S (the backward has no sparse product),
+    # otherwise through the product (one sparse product back, with Aᵀ).
+    symmetric = isinstance(args["adj"], SparseGraph) and args["adj"].symmetric
+    s1 = with_ones(ops, s)
+    prod = pad(ops, adj, ops.spmm(adj.matrix, ops.stop_gradient(s1) if symmetric else s1))
+    s_p = pad(ops, adj, s)
+    sums = node_sums(ops, s_p, prod, pad(ops, adj, a["x"]), symmetric=symmetric)
+    n_valid = _n_valid_sparse(ops, adj, s, s_p)
+    out = outputs_from_sums(ops, s_p, sums, n_valid, ops.shape(s_p)[1], resolution, dtype)
+    return out._replace(s=s if compute == dtype else ops.astype(s, dtype))
 
 
 def _assignments(
@@ -553,11 +526,11 @@ def spectral_loss(
     ops, args = resolve(where, {"adj": adj, "s": s, "mask": mask}, backend, required=("adj", "s"))
     if is_sparse(ops, args["adj"]):
         a, sp, _, _ = _sparse_inputs(ops, where, args, ("s",))
-        p = _sparse_products(ops, sp, a["s"], stochastic=False)
+        out_adj, s_d, degrees = _sparse_spectral_terms(ops, sp, a["s"])
+        # any s is allowed here (rows need not sum to 1): 2m comes from the degrees
+        two_m = ops.sum(degrees, axis=-1)
         return ops.mean(
-            _spectral_per_graph(
-                ops, p.out_adj, p.s_d, p.two_m, _any_negative(ops, p.degrees), gamma
-            )
+            _spectral_per_graph(ops, out_adj, s_d, two_m, _any_negative(ops, degrees), gamma)
         )
     ops, a = _assignments(where, args, None)
     out_adj, s_d, _ = _coarsen(ops, a["adj"], a["s"])

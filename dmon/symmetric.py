@@ -1,25 +1,28 @@
-"""DMoN's node sums for a symmetric adjacency, with a gradient that never reads `A`.
+"""DMoN's node sums and their hand-written gradients; for a symmetric adjacency, a
+gradient that never reads `A`.
 
 Every DMoN output is a function of the per-graph sums over nodes
 
     Sᵀ [P | S | X],   P = A [S | 1] = [AS | d]      (B, C, 2C + 1 + F)
 
-that is `[SᵀAS | Sᵀd | SᵀS | SᵀX]`. Autodiff differentiates `SᵀAS` through both of its
-`S` factors, and the right one goes back through `A`: `Aᵀ (S G)`, a second pass over a
-dense `N × N` matrix or a sparse product over the edges (with `Aᵀ` built first). For
-`A = Aᵀ` that term is `A S G = P_S G`, which the forward already holds, so with the
-cotangent `G = [G_a | g_d | G_s | G_x]` of the sums
+that is `[SᵀAS | Sᵀd | SᵀS | SᵀX]`. With the cotangent `G = [G_a | g_d | G_s | G_x]`
+of the sums and `P` taken as an input,
 
-    ∂/∂S = [P | S | X] H,   H = [G_a + G_aᵀ ; g_dᵀ ; G_s + G_sᵀ ; G_xᵀ]   (W × C)
+    ∂/∂S = [P | S | X] H,   H = [G_aᵀ ; g_dᵀ ; G_s + G_sᵀ ; G_xᵀ]   (W × C)
+    ∂/∂P = S [G_a | g_d]
     ∂/∂X = S G_x
 
-the work of one `(N × W)(W × C)` product (done block by block, without an `N × W`
-copy), where autodiff takes five products plus the pass over `A`. `P` is
-built from `stop_gradient([S | 1])` (its `S`-dependence is in the rule above) but stays
-differentiable in `A`: `∂/∂P = S [G_a | g_d]`, so a gradient with respect to the
-adjacency (its weights) is still exact.
+(`node_sums(..., symmetric=False)`): autodiff's gradient, with the three products of
+`∂/∂S` accumulated into one result (no `N × W` copy, no `N × C` temporaries), and
+`∂/∂P` going back through the product `P = A [S | 1]`: `Aᵀ (S G_a)`, a second pass over
+a dense `N × N` matrix or a sparse product over the edges (with `Aᵀ` built first).
 
-The rule is right only for a symmetric `A`, which is the caller's promise
+For `A = Aᵀ` that term is `A S G_a = P_S G_a`, which the forward already holds: then
+(`symmetric=True`) `P` is built from `stop_gradient([S | 1])`, `H`'s first block is
+`G_a + G_aᵀ`, and the backward never reads `A`. `P` stays differentiable in `A` (through
+`∂/∂P` above), so a gradient with respect to the adjacency (its weights) is still exact.
+
+The symmetric rule is right only for a symmetric `A`, which is the caller's promise
 (`dmon.pool(..., symmetric=True)`, `SparseGraph(symmetric=True)`);
 `dmon.validation.check_symmetric` catches most broken promises from sums already
 computed.
@@ -30,17 +33,20 @@ from __future__ import annotations
 from dmon.ops import Array, ArrayOps, get_backend
 
 
-def node_sums(ops: ArrayOps, s: Array, p: Array, xs: Array) -> Array:
-    """`(B, C, 2C + 1 + F)` `Sᵀ [P | S | X]` with the symmetric-`A` gradient above.
+def node_sums(ops: ArrayOps, s: Array, p: Array, xs: Array, *, symmetric: bool = True) -> Array:
+    """`(B, C, 2C + 1 + F)` `Sᵀ [P | S | X]` with the gradients above.
 
     Args:
         ops: the backend of the arrays.
         s: `(B, N, C)` assignment (0 on masked or padding rows).
-        p: `(B, N, C + 1)` `A [S | 1]`, computed from `ops.stop_gradient` of `[S | 1]`
-            (differentiable in `A` only).
+        p: `(B, N, C + 1)` `A [S | 1]`; for `symmetric`, computed from
+            `ops.stop_gradient` of `[S | 1]` (differentiable in `A` only).
         xs: `(B, N, F)` node features (0 on masked or padding rows).
+        symmetric: `A = Aᵀ`: the gradient with respect to `S` is whole without going
+            back through `p`.
     """
-    return ops.with_gradient(_forward, _backward, s, p, xs)
+    backward = _backward_symmetric if symmetric else _backward_general
+    return ops.with_gradient(_forward, backward, s, p, xs)
 
 
 def _forward(s: Array, p: Array, xs: Array) -> tuple[Array, tuple[Array, ...]]:
@@ -52,30 +58,36 @@ def _forward(s: Array, p: Array, xs: Array) -> tuple[Array, tuple[Array, ...]]:
     return out, (s, p, xs)
 
 
-def _backward(
+def _backward_symmetric(
     residuals: tuple[Array, ...], g: Array, needs: tuple[bool, ...]
+) -> tuple[Array | None, ...]:
+    return _backward(residuals, g, needs, symmetric=True)
+
+
+def _backward_general(
+    residuals: tuple[Array, ...], g: Array, needs: tuple[bool, ...]
+) -> tuple[Array | None, ...]:
+    return _backward(residuals, g, needs, symmetric=False)
+
+
+def _backward(
+    residuals: tuple[Array, ...], g: Array, needs: tuple[bool, ...], symmetric: bool
 ) -> tuple[Array | None, ...]:
     s, p, xs = residuals
     ops = get_backend(g)
     c = ops.shape(s)[-1]
     assert c is not None
-    g_a, g_d, g_s, g_x = (
-        g[..., :c],
-        g[..., c : c + 1],
-        g[..., c + 1 : 2 * c + 1],
-        g[..., 2 * c + 1 :],
-    )
-    t, mm = ops.transpose, ops.matmul
+    t = ops.transpose
+    g_p, g_s, g_x = g[..., : c + 1], g[..., c + 1 : 2 * c + 1], g[..., 2 * c + 1 :]
     grad_s = grad_p = grad_x = None
-    if needs[0]:  # [P | S | X] H, block by block
-        grad_s = (
-            mm(p[..., :c], t(g_a) + g_a)
-            + mm(p[..., c:], t(g_d))
-            + mm(s, t(g_s) + g_s)
-            + mm(xs, t(g_x))
-        )
-    if needs[1]:  # only for a gradient with respect to A
-        grad_p = ops.matmul(s, g[..., : c + 1])
+    if needs[0]:  # [P | S | X] H, block by block (P = [AS | d] is one block)
+        h_p = t(g_p)  # (C + 1, C): [G_aᵀ ; g_dᵀ]
+        if symmetric:  # and + G_a: the term A S G_a that would come back through P
+            g_a = g_p[..., :c]
+            h_p = ops.concat([t(g_a) + g_a, t(g_p[..., c:])], axis=-2)
+        grad_s = ops.matmul_sum([(xs, t(g_x)), (p, h_p), (s, t(g_s) + g_s)])
+    if needs[1]:  # through P = A [S | 1]: to S (general) and to the weights of A
+        grad_p = ops.matmul(s, g_p)
     if needs[2]:
         grad_x = ops.matmul(s, g_x)
     return grad_s, grad_p, grad_x

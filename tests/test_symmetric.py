@@ -32,6 +32,13 @@ def _rule_sums(fw, adj, s, x):
     return node_sums(ops, s, ops.transpose(row_products(ops, s1_t, adj)), x)
 
 
+def _general_rule_sums(fw, adj, s, x):
+    """The same sums through `node_sums(symmetric=False)`, `P = [A S | A 1]` by autodiff."""
+    ops = backend_by_name(fw)
+    p = ops.concat([ops.matmul(adj, s), ops.sum(adj, axis=-1, keepdims=True)], axis=-1)
+    return node_sums(ops, s, p, x, symmetric=False)
+
+
 def _value_and_gradients(fw, fn, *arrays):
     """`[fn(*args), ∂fn/∂args...]` as NumPy, for the arrays in float64 in framework `fw`."""
     args = [to_backend(fw, v, "float64") for v in arrays]
@@ -43,15 +50,18 @@ def _assert_same(names, got, want):
         np.testing.assert_allclose(g, w, **TOL["float64"], err_msg=what)
 
 
+@pytest.mark.parametrize("symmetric", [True, False], ids=["symmetric", "general"])
 @pytest.mark.parametrize("compile_", [False, True], ids=["eager", "compiled"])
-def test_rule_gradients_match_autodiff_of_the_plain_formula(framework, compile_):
+def test_rule_gradients_match_autodiff_of_the_plain_formula(framework, compile_, symmetric):
     b, n, c, f = 2, 9, 3, 4
     a = _rng.random((b, n, n)) * (_rng.random((b, n, n)) < 0.5)
-    a = a + a.transpose(0, 2, 1)
+    if symmetric:
+        a = a + a.transpose(0, 2, 1)
+    rule = _rule_sums if symmetric else _general_rule_sums
     s, x = _rng.random((b, n, c)), _rng.normal(size=(b, n, f))
     w = _rng.normal(size=(b, c, 2 * c + 1 + f))
     results = []
-    for sums in (_plain_sums, _rule_sums):
+    for sums in (_plain_sums, rule):
 
         def objective(adj, s_, x_, sums=sums):
             ops = backend_by_name(framework)

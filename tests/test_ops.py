@@ -1,0 +1,108 @@
+"""The array ops that do more than call the framework: `matmul_sum` (in place on torch)
+and torch's large CPU products (allocated with huge pages), against float64 NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import TOL, compiled, gradient, require, to_backend, to_numpy
+
+import dmon
+from dmon.ops import backend_by_name
+
+_rng = np.random.default_rng(11)
+
+
+def _pairs(b: int, n: int, ks: tuple[int, ...], c: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(_rng.normal(size=(b, n, k)), _rng.normal(size=(b, k, c))) for k in ks]
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+@pytest.mark.parametrize("compile_", [False, True], ids=["eager", "compiled"])
+def test_matmul_sum_matches_numpy(framework, rank, compile_):
+    backend = framework
+    pairs = _pairs(2, 7, (5, 1, 3), 4)
+    if rank == 2:
+        pairs = [(a[0], b[0]) for a, b in pairs]
+    want = sum(a @ b for a, b in pairs)  # NumPy's own matmul_sum is the same sum: not tested
+    ops = backend_by_name(backend)
+
+    def fn(*flat):
+        return ops.matmul_sum(list(zip(flat[::2], flat[1::2], strict=True)))
+
+    fn = compiled(backend, fn) if compile_ else fn
+    flat = [to_backend(backend, v, "float64") for pair in pairs for v in pair]
+    np.testing.assert_allclose(to_numpy(fn(*flat)), want, **TOL["float64"])
+
+
+def test_matmul_sum_differentiates_when_autograd_records(framework):
+    """torch accumulates in place only when nothing records; recorded, the sum is
+    differentiated like the plain one (∂/∂a_i = G b_iᵀ, ∂/∂b_i = a_iᵀ G)."""
+    pairs = _pairs(2, 6, (4, 2), 3)
+    w = _rng.normal(size=(2, 6, 3))
+    ops = backend_by_name(framework)
+
+    def objective(a0, b0, a1, b1):
+        out = ops.matmul_sum([(a0, b0), (a1, b1)])
+        return ops.sum(out * ops.asarray(w), axis=(0, 1, 2))
+
+    flat = [to_backend(framework, v, "float64") for pair in pairs for v in pair]
+    got = gradient(framework, objective, *flat)
+    want = []
+    for a, b in pairs:
+        want += [w @ b.transpose(0, 2, 1), a.transpose(0, 2, 1) @ w]
+    for g, e in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, e, **TOL["float64"])
+
+
+# (1, 65,536, 16) @ (1, 16, 128) in float32 is 32 MiB: the size from which glibc maps
+# every block afresh and torch's matmul takes a huge-page buffer instead
+_N, _F = 65_600, 128
+
+
+def test_large_torch_product_is_exact_and_fresh():
+    torch = require("torch")
+    ops = backend_by_name("torch")
+    from dmon.backends.torch import _large_cpu_result
+
+    s, g = _rng.random((1, _N, 16)), _rng.normal(size=(1, 16, _F))
+    with torch.no_grad():
+        # the size this test is about takes the huge-page buffer
+        assert _large_cpu_result(torch, torch.zeros(1, _N, 16), torch.zeros(1, 16, _F)) is not None
+        first = ops.matmul(torch.from_numpy(s).float(), torch.from_numpy(g).float())
+        second = ops.matmul(torch.from_numpy(s).float(), torch.from_numpy(-g).float())
+    # two results never share memory (no buffer is reused behind the caller's back)
+    assert first.untyped_storage().data_ptr() != second.untyped_storage().data_ptr()
+    np.testing.assert_allclose(first.numpy(), s @ g, **TOL["float32"])
+    np.testing.assert_allclose(second.numpy(), -(s @ g), **TOL["float32"])
+    # recorded by autograd it is torch's own product, differentiable
+    a = torch.from_numpy(s).float().requires_grad_(True)
+    ops.matmul(a, torch.from_numpy(g).float()).sum().backward()
+    np.testing.assert_allclose(
+        a.grad.numpy(), np.broadcast_to(g.sum(-1)[:, None, :], s.shape), **TOL["float32"]
+    )
+
+
+def test_large_feature_gradient_of_the_symmetric_pool_accumulates():
+    """The symmetric rule's `∂/∂X = S G_x` at a size that takes the huge-page buffer: equal
+    to the general path's autodiff gradient, and usable as `x.grad` (a second backward
+    adds to it)."""
+    torch = require("torch")
+    n, m = _N, 4 * _N
+    src, dst = _rng.integers(0, n, m), _rng.integers(0, n, m)
+    keep = src != dst
+    ei = np.stack([np.r_[src[keep], dst[keep]], np.r_[dst[keep], src[keep]]])
+    x = torch.from_numpy(_rng.normal(size=(n, _F)).astype(np.float32))
+    logits = torch.from_numpy(_rng.normal(size=(n, 16)).astype(np.float32))
+    graph64 = dmon.SparseGraph(torch.from_numpy(ei))
+    x64 = x.double().requires_grad_(True)
+    out = dmon.pool(x64, graph64, logits.double())
+    (out.x.sum() + out.spectral_loss).backward()
+    once = x64.grad.numpy()  # float64 autodiff of the general path: the oracle
+    for symmetric in (False, True):
+        xx = x.clone().requires_grad_(True)
+        graph = dmon.SparseGraph(torch.from_numpy(ei), symmetric=symmetric)
+        for _ in range(2):  # the second backward accumulates into x.grad
+            out = dmon.pool(xx, graph, logits)
+            (out.x.sum() + out.spectral_loss).backward()
+        np.testing.assert_allclose(xx.grad.numpy(), 2 * once, rtol=1e-4, atol=1e-6)
