@@ -198,30 +198,29 @@ def _large_cpu_result(torch: Any, a: Any, b: Any) -> Any | None:
     allocated by NumPy, which asks Linux for transparent huge pages for large arrays
     (`madvise`; 512× fewer page faults); `None` (let torch allocate) otherwise: small,
     not on the CPU, mixed or non-float32/64 dtypes, shapes that broadcast, autograd
-    recording (`out=` cannot be differentiated) or compiling."""
+    recording (`out=` cannot be differentiated) or compiling. Its storage, NumPy's,
+    cannot be resized in place."""
+    shape = (*a.shape[:-1], b.shape[-1])
+    # the size first: nearly every product is small, and this runs on each one
+    if math.prod(shape) * a.element_size() < _LARGE_BYTES:
+        return None
     if (
-        a.device.type != "cpu"
-        or b.device.type != "cpu"
+        a.dtype not in (torch.float32, torch.float64)
         or a.dtype != b.dtype
-        or a.dtype not in (torch.float32, torch.float64)
+        or a.device.type != "cpu"
+        or b.device.type != "cpu"
         or a.dim() != b.dim()
         or a.dim() < 2
         or a.shape[:-2] != b.shape[:-2]
         or a.shape[-1] != b.shape[-2]
-    ):
-        return None
-    shape = (*a.shape[:-1], b.shape[-1])
-    if (
-        a.element_size() * math.prod(shape) < _LARGE_BYTES
         or (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad))
         or torch.compiler.is_compiling()
     ):
         return None
     import numpy
 
-    return torch.from_numpy(
-        numpy.empty(shape, numpy.float32 if a.dtype == torch.float32 else numpy.float64)
-    )
+    dtype = numpy.float32 if a.dtype == torch.float32 else numpy.float64
+    return torch.from_numpy(numpy.empty(shape, dtype))
 
 
 class _CsrIndex:

@@ -81,10 +81,11 @@ class ArrayOps(Protocol):
         ...
 
     def matmul_sum(self, pairs: Sequence[tuple[Array, Array]]) -> Array:
-        """`Σᵢ aᵢ @ bᵢ` over products of one result shape (`matmul`'s), for a sum of
-        large products such as a hand-written gradient. Backends may accumulate in place
-        into the first product (torch, when autograd is not recording), so the sum
-        writes one result instead of one per product and one per addition."""
+        """`Σᵢ aᵢ @ bᵢ` for pairs `(B, N, Kᵢ) @ (B, Kᵢ, M)` (or 2-D), one `(B, N, M)`
+        result: a sum of large products such as a hand-written gradient. Backends may
+        accumulate in place into the first product (torch, when autograd is not
+        recording), so the sum writes one result instead of one per product and one per
+        addition."""
         ...
 
     def transpose(self, x: Array) -> Array:
