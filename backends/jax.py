@@ -7,6 +7,8 @@ from typing import Any
 
 from dmon.backends._numpy_api import NumpyApiOps
 
+from dmon.sparse_graph import register_jax_pytree
+
 
 class JaxOps(NumpyApiOps):
     name = "jax"
@@ -18,7 +20,7 @@ class JaxOps(NumpyApiOps):
 
         self.jax = jax
         self.np = jnp  # the namespace NumpyApiOps' shared ops use
-        _register_pytree(jax)
+        register_jax_pytree()
 
     def is_array(self, x: object) -> bool:
         return isinstance(x, self.jax.Array)  # tracers are jax.Array too
@@ -113,27 +115,3 @@ class JaxOps(NumpyApiOps):
 
 
 _CUSTOM: dict[Any, Any] = {}  # (forward, backward, arity) -> jax.custom_vjp
-_registered = False
-
-
-def _register_pytree(jax: Any) -> None:
-    """Let a `dmon.SparseGraph` be a `jax.jit` argument: its arrays are leaves, its sizes
-    (`num_graphs`, `max_num_nodes`, `num_nodes`, `symmetric`) static."""
-    global _registered
-    if _registered:
-        return
-    from dmon.sparse_graph import SparseGraph
-
-    def flatten(g: SparseGraph) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        return (g.edge_index, g.edge_weight, g.batch), (
-            g.num_graphs,
-            g.max_num_nodes,
-            g.num_nodes,
-            g.symmetric,
-        )
-
-    def unflatten(aux: tuple[Any, ...], children: tuple[Any, ...]) -> SparseGraph:
-        return SparseGraph(*children, *aux)
-
-    jax.tree_util.register_pytree_node(SparseGraph, flatten, unflatten)
-    _registered = True

@@ -7,6 +7,7 @@ import it without an import cycle.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -75,6 +76,8 @@ class SparseGraph:
         # Index structures a backend derives from edge_index (e.g. torch's CSR row
         # pointer), reused across calls with this graph. Never weights.
         self._cache: dict[str, Any] = {}
+        if "jax" in sys.modules:  # a jax.jit argument before any dmon call made with JAX
+            register_jax_pytree()
 
     def __setattr__(self, name: str, value: Any) -> None:
         # What the cache holds was derived from edge_index (and checked with batch).
@@ -97,6 +100,33 @@ class SparseGraph:
     def __repr__(self) -> str:
         shape = getattr(self.edge_index, "shape", "?")
         return f"SparseGraph(edge_index={tuple(shape)}, weighted={self.edge_weight is not None}, batched={self.batch is not None})"
+
+
+_registered = False
+
+
+def register_jax_pytree() -> None:
+    """Let a `SparseGraph` be a `jax.jit` argument: its arrays are leaves, its sizes
+    (`num_graphs`, `max_num_nodes`, `num_nodes`) and `symmetric` static. Done when the
+    JAX backend starts and when a graph is made in a process that has imported JAX."""
+    global _registered
+    if _registered:
+        return
+    import jax
+
+    def flatten(g: SparseGraph) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        return (g.edge_index, g.edge_weight, g.batch), (
+            g.num_graphs,
+            g.max_num_nodes,
+            g.num_nodes,
+            g.symmetric,
+        )
+
+    def unflatten(aux: tuple[Any, ...], children: tuple[Any, ...]) -> SparseGraph:
+        return SparseGraph(*children, *aux)
+
+    jax.tree_util.register_pytree_node(SparseGraph, flatten, unflatten)
+    _registered = True
 
 
 def remembered(cache: dict[str, Any] | None, key: str, build: Callable[[], Any]) -> Any:

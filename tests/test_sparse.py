@@ -4,6 +4,9 @@ one sparse batch; compiled; bad input."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from helpers import AUTODIFF, assert_close, compiled, gradient, require, to_backend, to_numpy
@@ -446,3 +449,31 @@ def test_constant_matrix_product_and_its_gradient(fw: str, symmetric: bool) -> N
         (grad,) = gradient(fw, fn, to_backend(fw, d))
         np.testing.assert_allclose(float(to_numpy(value)), float(np.sum((a @ d) * g)), rtol=1e-10)
         np.testing.assert_allclose(grad, a.T @ g, rtol=1e-10, atol=1e-12)
+
+
+def test_a_jax_graph_is_a_jit_argument_before_any_dmon_call() -> None:
+    """A fresh process: a `SparseGraph` of JAX arrays passed to `jax.jit` as the first
+    thing dmon sees (the JAX backend not yet started) is a pytree, and the jitted spectral
+    loss is the formula's."""
+    require("jax")
+    code = (
+        "import jax, jax.numpy as jnp, numpy as np\n"
+        "import dmon\n"
+        "ei = jnp.asarray([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])\n"
+        "g = dmon.SparseGraph(ei, symmetric=True)\n"
+        "x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)\n"
+        "s = jnp.asarray(np.random.default_rng(1).normal(size=(4, 2)), jnp.float32)\n"
+        "f = jax.jit(lambda g, x, s: dmon.pool(x, g, s).spectral_loss)\n"
+        "jitted = float(f(g, x, s))\n"
+        # the oracle: -(Tr(SᵀAS) - ‖Sᵀd‖²/2m)/2m by hand, in float64 NumPy
+        "a = np.zeros((4, 4)); a[np.asarray(ei[0]), np.asarray(ei[1])] = 1\n"
+        "e = np.exp(np.asarray(s, np.float64)); sm = e / e.sum(1, keepdims=True)\n"
+        "d = a.sum(1); m2 = d.sum(); vol = sm.T @ d\n"
+        "print(jitted, -(np.trace(sm.T @ a @ sm) - vol @ vol / m2) / m2)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    jitted, want = map(float, out.stdout.split())
+    np.testing.assert_allclose(jitted, want, rtol=1e-5)
