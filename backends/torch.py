@@ -198,14 +198,22 @@ def _large_cpu_result(torch: Any, a: Any, b: Any) -> Any | None:
     allocated by NumPy, which asks Linux for transparent huge pages for large arrays
     (`madvise`; 512× fewer page faults); `None` (let torch allocate) otherwise: small,
     not on the CPU, mixed or non-float32/64 dtypes, shapes that broadcast, autograd
-    recording (`out=` cannot be differentiated) or compiling. Its storage, NumPy's,
-    cannot be resized in place."""
+    recording (`out=` cannot be differentiated), compiling, tensor subclasses and
+    `torch.func` transforms (no `out=` under `vmap`). Its storage, NumPy's, cannot be
+    resized in place."""
+    if torch.compiler.is_compiling():
+        return None
     shape = (*a.shape[:-1], b.shape[-1])
-    # the size first: nearly every product is small, and this runs on each one
+    # the size next: nearly every product is small, and this runs on each one
     if math.prod(shape) * a.element_size() < _LARGE_BYTES:
         return None
+    functorch = torch._C._functorch
     if (
-        a.dtype not in (torch.float32, torch.float64)
+        type(a) is not torch.Tensor
+        or type(b) is not torch.Tensor
+        or functorch.is_functorch_wrapped_tensor(a)
+        or functorch.is_functorch_wrapped_tensor(b)
+        or a.dtype not in (torch.float32, torch.float64)
         or a.dtype != b.dtype
         or a.device.type != "cpu"
         or b.device.type != "cpu"
@@ -214,7 +222,6 @@ def _large_cpu_result(torch: Any, a: Any, b: Any) -> Any | None:
         or a.shape[:-2] != b.shape[:-2]
         or a.shape[-1] != b.shape[-2]
         or (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad))
-        or torch.compiler.is_compiling()
     ):
         return None
     import numpy

@@ -106,3 +106,28 @@ def test_large_feature_gradient_of_the_symmetric_pool_accumulates():
             out = dmon.pool(xx, graph, logits)
             (out.x.sum() + out.spectral_loss).backward()
         np.testing.assert_allclose(xx.grad.numpy(), 2 * once, rtol=1e-4, atol=1e-6)
+
+
+def test_large_product_path_under_torch_func_and_inference(monkeypatch):
+    """With every product counted as large: `torch.func.vmap` and `torch.func.grad` (whose
+    wrapped tensors cannot take `out=`) and inference mode still give the products and
+    their gradient exactly."""
+    torch = require("torch")
+    import dmon.backends.torch as backend
+
+    monkeypatch.setattr(backend, "_LARGE_BYTES", 0)
+    ops = backend_by_name("torch")
+    a, b = _rng.normal(size=(3, 4, 5)), _rng.normal(size=(3, 5, 2))
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    with torch.no_grad():
+        assert backend._large_cpu_result(torch, ta, tb) is not None
+        np.testing.assert_allclose(ops.matmul(ta, tb).numpy(), a @ b, **TOL["float64"])
+    with torch.inference_mode():
+        np.testing.assert_allclose(ops.matmul(ta, tb).numpy(), a @ b, **TOL["float64"])
+    np.testing.assert_allclose(
+        torch.func.vmap(ops.matmul)(ta, tb).detach().numpy(), a @ b, **TOL["float64"]
+    )
+    grad = torch.func.grad(lambda t: ops.matmul(t, tb).sum())(ta)
+    np.testing.assert_allclose(  # ∂ Σ(a b) / ∂a = 1 bᵀ
+        grad.numpy(), np.ones((3, 4, 2)) @ b.transpose(0, 2, 1), **TOL["float64"]
+    )
