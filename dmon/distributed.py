@@ -305,16 +305,13 @@ def shard_pool(
     # shard's own rows, so the backward has no sparse product and no collective
     s1 = with_ones(ops, s)
     prod = shard_spmm(shard, ops.stop_gradient(s1) if symmetric else s1, comm)
-    if symmetric:
+    if b == 1:  # dmon.symmetric's rules, as in dmon.pool's sparse path
         one = [ops.expand_dims(v, 0) for v in (s, prod, xs)]  # a batch of one graph
-        local = node_sums(ops, *one)[0]
-    else:
-        if b == 1:
-            s_graph = s
-        else:  # (block, B·C): row i holds S_i in its graph's C columns: one product per graph
-            ids = ops.arange(b, like=shard.batch)
-            own = ops.expand_dims(ops.expand_dims(shard.batch, -1) == ops.expand_dims(ids, 0), -1)
-            s_graph = ops.reshape(ops.where(own, ops.expand_dims(s, 1), 0.0), (block, b * c))
+        local = node_sums(ops, *one, symmetric=symmetric)[0]
+    else:  # (block, B·C): row i holds S_i in its graph's C columns: one product per graph
+        ids = ops.arange(b, like=shard.batch)
+        own = ops.expand_dims(ops.expand_dims(shard.batch, -1) == ops.expand_dims(ids, 0), -1)
+        s_graph = ops.reshape(ops.where(own, ops.expand_dims(s, 1), 0.0), (block, b * c))
         local = ops.matmul(ops.transpose(s_graph), ops.concat([prod, s, xs], axis=-1))
     counts = ops.segment_sum(ops.astype(shard.valid, dtype), shard.batch, b)
     # one all-reduce for every sum (latency, not bandwidth, dominates these few numbers)

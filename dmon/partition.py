@@ -13,6 +13,7 @@ hubs gets fewer nodes (`docs/distributed.md`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -263,10 +264,7 @@ def slotted(part: Partition) -> Partition:
         row[q, k * block : k * block + tail.size] = r[tail]
         col[q, k * block : k * block + tail.size] = c[tail]
         weight[q, k * block : k * block + tail.size] = w[tail]
-    return Partition(
-        part.num_nodes, part.num_graphs, part.bounds, block, row, col, weight,
-        part.valid, part.batch, part.num_edges, k,
-    )  # fmt: skip
+    return dataclasses.replace(part, row=row, col=col, weight=weight, slots=k)
 
 
 def _beyond(degrees: np.ndarray, ks: np.ndarray) -> np.ndarray:
