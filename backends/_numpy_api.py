@@ -43,7 +43,7 @@ class NumpyApiOps:
 
     def matmul_sum(self, pairs: Sequence[tuple[Any, Any]]) -> Any:
         # under jit XLA fuses the additions; eager NumPy/JAX add the products
-        return sum((self.np.matmul(a, b) for a, b in pairs[1:]), self.np.matmul(*pairs[0]))
+        return sum((self.matmul(a, b) for a, b in pairs[1:]), self.matmul(*pairs[0]))
 
     def transpose(self, x: Any) -> Any:
         return self.np.swapaxes(x, -1, -2)

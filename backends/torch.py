@@ -143,6 +143,12 @@ class TorchOps:
             # contiguous: edge_index[0] is a strided view, and searchsorted would copy it
             # (with a warning to the user) on every search otherwise
             r, c, order = row.contiguous(), col.contiguous(), None
+            # one index dtype for the row pointer and the columns: the CSR is built with
+            # its invariants unchecked, and CUDA read an int64 pointer with int32 columns
+            # (Keras' edge_index) out of bounds. int32 where both are and E fits.
+            small = r.dtype == c.dtype == self.torch.int32 and r.numel() < 2**31
+            if not small:
+                r, c = r.long(), c.long()
             if r.numel() > 1 and not bool((r[1:] >= r[:-1]).all()):
                 order = self.torch.sort(r, stable=True).indices
                 r, c = r[order], c[order]
@@ -272,6 +278,8 @@ class _Csr:
         i = self.index
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            # torch 2.11 on CUDA: the index is dmon's own, sorted and bounds-checked
+            warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly")
             return torch.sparse_csr_tensor(
                 i.crow, i.col, weight, (i.n, i.cols), check_invariants=False
             )
@@ -279,8 +287,13 @@ class _Csr:
 
 def _crow(torch: Any, row: Any, n: int) -> Any:
     """CSR row pointer of sorted row ids: where each row starts (a binary search per row,
-    faster than a bincount here)."""
-    return torch.searchsorted(row, torch.arange(n + 1, dtype=row.dtype, device=row.device))
+    faster than a bincount here), in the row ids' dtype (int32 or int64), which the column
+    indices share."""
+    return torch.searchsorted(
+        row,
+        torch.arange(n + 1, dtype=row.dtype, device=row.device),
+        out_int32=row.dtype == torch.int32,
+    )
 
 
 def _csr_times(torch: Any, matrix: Any, dense: Any) -> Any:

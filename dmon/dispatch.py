@@ -36,7 +36,7 @@ def resolve(
     Raises:
         TypeError: a required input is `None`; an input that is not an array; inputs of
             two frameworks and no `backend` (the message names both arguments).
-        ValueError: an unknown `backend` name.
+        ValueError: an unknown `backend` name; torch tensors on two devices.
     """
     for key in required:
         if arrays.get(key) is None:
@@ -49,9 +49,12 @@ def resolve(
             ops = backend_by_name(backend)
         except (ValueError, ImportError) as err:
             raise type(err)(f"{where}: {err}") from None
-        return ops, {
+        converted = {
             k: (None if v is None else _convert(where, k, ops, v)) for k, v in arrays.items()
         }
+        if ops.name == "torch":
+            _one_device(where, dict(_leaves(where, converted)))
+        return ops, converted
     chosen: tuple[str, ArrayOps] | None = None
     for key, value in leaves.items():
         try:
@@ -70,7 +73,29 @@ def resolve(
                 "arrays of one framework, or backend=... to convert them"
             )
     assert chosen is not None
+    if chosen[1].name == "torch":
+        _one_device(where, leaves)
     return chosen[1], dict(arrays)
+
+
+def _one_device(where: str, leaves: dict[str, Any]) -> None:
+    """torch tensors must share a device: torch never moves one to another device for
+    an operation (JAX and TensorFlow do), and its own error comes from deep inside the
+    call and names no argument.
+
+    Raises:
+        ValueError: two inputs on different devices (the message names both).
+    """
+    first: tuple[str, str] | None = None
+    for key, value in leaves.items():
+        device = str(value.device)
+        if first is None:
+            first = (key, device)
+        elif device != first[1]:
+            raise ValueError(
+                f"{where}: `{first[0]}` is on {first[1]} but `{key}` is on {device}; put every "
+                "input on one device (`.to(device)`)"
+            )
 
 
 def _leaves(where: str, arrays: dict[str, object]) -> Iterable[tuple[str, object]]:

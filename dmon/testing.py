@@ -490,6 +490,33 @@ def _divergence_from_gradients(
 # --- the worker: one backend, in its own process ---------------------------------------
 
 
+def _full_float32_products(backend: str) -> None:
+    """Run this worker's float32 matrix products and convolutions in float32, not TF32.
+
+    On NVIDIA GPUs from Ampere on, JAX and TensorFlow compute a float32 product in TF32 by
+    default (a 10-bit mantissa) and torch does its cuDNN convolutions so: a parity check
+    would report those defaults (errors near 1e-3) as a divergence between the models. On
+    a CPU nothing changes. The worker is its own process, so the settings stay in it.
+    """
+    if backend == "jax":
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "highest")
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+    elif backend == "torch":
+        import torch
+
+        if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9
+            torch.backends.cuda.matmul.fp32_precision = "ieee"
+            torch.backends.cudnn.fp32_precision = "ieee"
+        else:
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+
+
 def _worker(
     model_path: str, inputs_path: str, out_path: str, dtype: str, grads: bool, imports: list[str]
 ) -> None:
@@ -501,6 +528,8 @@ def _worker(
     import keras
 
     import dmon.layers.keras  # noqa: F401 - registers dmon's layers for deserialization
+
+    _full_float32_products(keras.backend.backend())
 
     try:
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)

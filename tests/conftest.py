@@ -8,6 +8,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN off: closer float parity
+if os.environ.get("DMON_TEST_DEVICE"):  # a GPU run (docs/development.md, "On a GPU")
+    # Keras' own layers (Dense, the feature transforms) take JAX's default precision,
+    # TF32 on an NVIDIA GPU; the suite's float32 tolerance is for float32 arithmetic.
+    # dmon's own products ask for full precision themselves (tests/test_gpu.py).
+    os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 
 sys.path.insert(0, str(Path(__file__).parent))
 

@@ -4,6 +4,7 @@ one tolerance policy of the suite."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,12 @@ TOL = {
     "float64": {"rtol": 1e-10, "atol": 1e-12},
     "float32": {"rtol": 1e-5, "atol": 1e-6},
 }
+
+
+# Where the suite puts torch tensors: DMON_TEST_DEVICE=cuda runs every torch test that
+# takes its inputs from `to_backend` on the GPU (JAX uses its default device, the GPU
+# when jax[cuda] is installed). Unset: the CPU. See docs/development.md, "On a GPU".
+TORCH_DEVICE = os.environ.get("DMON_TEST_DEVICE") or "cpu"
 
 
 def installed(name: str) -> bool:
@@ -45,7 +52,7 @@ def to_backend(name: str, a: np.ndarray, dtype: str | None = None) -> Any:
     if name == "numpy":
         return a
     if name == "torch":
-        t = fw.from_numpy(np.ascontiguousarray(a))
+        t = fw.from_numpy(np.ascontiguousarray(a)).to(TORCH_DEVICE)
         return t.to(fw.bfloat16) if dtype == "bfloat16" else t
     if name == "tensorflow":
         t = fw.constant(a)

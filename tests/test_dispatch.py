@@ -69,3 +69,19 @@ def test_backend_override_with_mixed_inputs() -> None:
         backend="numpy",
     )
     assert isinstance(out.s, np.ndarray)
+
+
+@pytest.mark.parametrize("call", ["pool", "sparse", "backend"])
+def test_torch_inputs_on_two_devices_raise_value_error(call: str) -> None:
+    """torch never moves a tensor between devices; dmon names the two arguments first
+    (the "meta" device stands in for a GPU here)."""
+    torch = pytest.importorskip("torch")
+    x, logits = torch.zeros(5, 3), torch.zeros(5, 2)
+    if call == "sparse":
+        adj = dmon.SparseGraph(torch.tensor([[0, 1], [1, 0]], device="meta"))
+        culprit = "adj.edge_index"
+    else:
+        adj, culprit = torch.zeros(5, 5, device="meta"), "adj"
+    kwargs = {"backend": "torch"} if call == "backend" else {}
+    with pytest.raises(ValueError, match=rf"`x` is on cpu but `{culprit}` is on meta"):
+        dmon.pool(x, adj, logits, **kwargs)

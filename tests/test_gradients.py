@@ -40,7 +40,7 @@ def objective(x, adj, logits, mask):
         out.spectral_loss * LOSS_W[0] + out.ortho_loss * LOSS_W[1] + out.cluster_loss * LOSS_W[2]
     )
     for name in ("s", "x", "adj"):
-        w = ops.astype(ops.asarray(W[name]), dtype)
+        w = ops.astype(to_backend(ops.name, W[name]), dtype)
         total = total + ops.sum(getattr(out, name) * w, axis=(0, 1, 2))
     return total
 

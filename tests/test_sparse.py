@@ -9,7 +9,16 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import AUTODIFF, assert_close, compiled, gradient, require, to_backend, to_numpy
+from helpers import (
+    AUTODIFF,
+    TORCH_DEVICE,
+    assert_close,
+    compiled,
+    gradient,
+    require,
+    to_backend,
+    to_numpy,
+)
 from oracle import random_batch
 
 import dmon
@@ -30,7 +39,7 @@ def _native(backend: str, a: np.ndarray, form: str):
         sp = pytest.importorskip("scipy.sparse")
         return {"csr": sp.csr_matrix, "coo": sp.coo_matrix}[form](a)
     if backend == "torch":
-        t = require("torch").from_numpy(a).to_sparse()
+        t = require("torch").from_numpy(a).to(TORCH_DEVICE).to_sparse()
         return t if form == "coo" else t.to_sparse_csr()
     if backend == "tensorflow":
         return require("tensorflow").sparse.from_dense(a)
@@ -111,7 +120,7 @@ def test_batch_of_graphs_equals_dense_masked_path(backend: str) -> None:
 def _objective(x, adj, logits):
     out = dmon.pool(x, adj, logits)
     ops = dmon.get_backend(out.s)
-    r = ops.asarray(np.linspace(-1.0, 1.0, 4))
+    r = to_backend(ops.name, np.linspace(-1.0, 1.0, 4))
     s = out.s if len(ops.shape(out.s)) == 2 else out.s[0]
     return (
         ops.sum(s * r, axis=(0, 1))
@@ -477,3 +486,36 @@ def test_a_jax_graph_is_a_jit_argument_before_any_dmon_call() -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     jitted, want = map(float, out.stdout.split())
     np.testing.assert_allclose(jitted, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols"), [("int32", "int32"), ("int64", "int64"), ("int32", "int64")]
+)
+def test_torch_csr_row_pointer_and_columns_share_a_dtype(rows: str, cols: str) -> None:
+    """The CSR is built with its invariants unchecked, so its row pointer and column
+    indices must have one dtype: on CUDA an int64 pointer with Keras' int32 columns read
+    out of bounds (an illegal memory access on an H200). Checked on the matrix and on its
+    transpose (the general backward), and the product against the dense one."""
+    torch = require("torch")
+    from dmon.backends.torch import _Csr
+
+    from dmon.ops import backend_by_name
+
+    rng = np.random.default_rng(5)
+    a = (rng.random((1, 11, 11)) < 0.3) * rng.uniform(0.5, 2.0, (1, 11, 11))  # directed
+    ei, _ = _edges(a[0])
+    ei = ei[:, rng.permutation(ei.shape[1])]  # unsorted: sorted inside
+    w = a[0][ei[0], ei[1]]
+    ops = backend_by_name("torch")
+    row = torch.from_numpy(ei[0]).to(getattr(torch, rows))
+    col = torch.from_numpy(ei[1]).to(getattr(torch, cols))
+    csr = ops.sparse_matrix(row, col, torch.from_numpy(w), 11)
+    index, perm = csr.index.transpose(torch)
+    matrices = [csr.matrix(torch, csr.weight), _Csr(index, None).matrix(torch, csr.weight[perm])]
+    for m, want in zip(matrices, (a[0], a[0].T), strict=True):
+        assert m.crow_indices().dtype == m.col_indices().dtype
+        assert m.crow_indices().dtype == (torch.int32 if rows == cols == "int32" else torch.int64)
+        dense = np.random.default_rng(1).normal(size=(11, 3))
+        np.testing.assert_allclose(
+            (m @ torch.from_numpy(dense)).numpy(), want @ dense, rtol=1e-12, atol=1e-12
+        )

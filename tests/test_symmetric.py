@@ -5,9 +5,11 @@ against the general path's values and autodiff gradients, eager and compiled."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
-from helpers import TOL, compiled, gradient, require, to_backend, to_numpy
+from helpers import TOL, TORCH_DEVICE, compiled, gradient, require, to_backend, to_numpy
 from oracle import random_batch
 
 import dmon
@@ -65,7 +67,7 @@ def test_rule_gradients_match_autodiff_of_the_plain_formula(framework, compile_,
 
         def objective(adj, s_, x_, sums=sums):
             ops = backend_by_name(framework)
-            return ops.sum(sums(framework, adj, s_, x_) * ops.asarray(w), axis=(0, 1, 2))
+            return ops.sum(sums(framework, adj, s_, x_) * to_backend(ops.name, w), axis=(0, 1, 2))
 
         fn = compiled(framework, objective) if compile_ else objective
         results.append(_value_and_gradients(framework, fn, a, s, x))
@@ -78,7 +80,9 @@ def _pool_objective(out, w):
     total = out.spectral_loss * 0.7 + out.ortho_loss * 0.3 + out.cluster_loss * 0.5
     for name in ("s", "x", "adj"):
         v = getattr(out, name)
-        total = total + ops.sum(v * ops.asarray(w[name]), axis=tuple(range(len(ops.shape(v)))))
+        total = total + ops.sum(
+            v * to_backend(ops.name, w[name]), axis=tuple(range(len(ops.shape(v))))
+        )
     return total
 
 
@@ -155,7 +159,10 @@ def test_shard_pool_symmetric_matches_general(framework):
     part = partition(edge_index, 12, 1, edge_weight)
     results = []
     for symmetric in (False, True):
-        shard = {"torch": dist.torch_shard, "tensorflow": dist.tf_shard}.get(framework)
+        shard = {
+            "torch": functools.partial(dist.torch_shard, device=TORCH_DEVICE),
+            "tensorflow": dist.tf_shard,
+        }.get(framework)
         if shard is None:  # JAX: on one device the global arrays are its block
             import jax
 

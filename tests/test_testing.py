@@ -261,3 +261,32 @@ def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
         )  # fmt: skip
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
         assert res.returncode == 2 and len(lines) == 1 and message in lines[0], (argv, res.stderr)
+
+
+CHECK_FULL_FLOAT32 = {
+    "jax": "import jax; ok = jax.config.jax_default_matmul_precision == 'highest'",
+    "tensorflow": "import tensorflow as tf; "
+    "ok = not tf.config.experimental.tensor_float_32_execution_enabled()",
+    "torch": "import torch; m, c = torch.backends.cuda.matmul, torch.backends.cudnn; "
+    "ok = (m.fp32_precision, c.fp32_precision) == ('ieee', 'ieee') "
+    "if hasattr(m, 'fp32_precision') else not (m.allow_tf32 or c.allow_tf32)",
+}
+
+
+@pytest.mark.parametrize("backend", sorted(CHECK_FULL_FLOAT32))
+def test_parity_worker_turns_tf32_off(backend: str) -> None:
+    """On an NVIDIA GPU, JAX and TensorFlow run float32 products in TF32 by default (and
+    torch its cuDNN convolutions): an H200 showed errors near 1e-3, which a parity check
+    would report as a divergence. Each worker turns that off for itself (in its own
+    process, as here); the settings are what the frameworks read on a GPU."""
+    if not installed(backend):
+        pytest.skip(f"{backend} is not installed")
+    code = (
+        "from dmon.testing import _full_float32_products\n"
+        f"_full_float32_products({backend!r})\n"
+        f"{CHECK_FULL_FLOAT32[backend]}\n"
+        "raise SystemExit(0 if ok else 1)\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
