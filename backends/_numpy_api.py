@@ -38,6 +38,9 @@ class NumpyApiOps:
     def concat(self, xs: Sequence[Any], axis: int) -> Any:
         return self.np.concatenate(list(xs), axis=axis)
 
+    def device(self, x: Any) -> str | None:
+        return None  # NumPy: the host; JAX places and moves arrays itself
+
     def matmul(self, a: Any, b: Any) -> Any:
         return self.np.matmul(a, b)
 

@@ -206,6 +206,9 @@ class TensorFlowOps:
     def cumsum(self, x: Any) -> Any:
         return self.tf.cumsum(x, axis=0)
 
+    def device(self, x: Any) -> str | None:
+        return None  # TensorFlow copies operands between devices itself
+
     def to_numpy(self, x: Any) -> Any:
         return x.numpy() if self.tf.executing_eagerly() else None
 

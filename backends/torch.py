@@ -184,6 +184,9 @@ class TorchOps:
     def cumsum(self, x: Any) -> Any:
         return self.torch.cumsum(x, dim=0)
 
+    def device(self, x: Any) -> str | None:
+        return str(x.device)
+
     def to_numpy(self, x: Any) -> Any:
         if self.torch.compiler.is_compiling():
             return None

@@ -36,7 +36,7 @@ def resolve(
     Raises:
         TypeError: a required input is `None`; an input that is not an array; inputs of
             two frameworks and no `backend` (the message names both arguments).
-        ValueError: an unknown `backend` name; torch tensors on two devices.
+        ValueError: an unknown `backend` name; inputs on two devices (torch).
     """
     for key in required:
         if arrays.get(key) is None:
@@ -52,8 +52,7 @@ def resolve(
         converted = {
             k: (None if v is None else _convert(where, k, ops, v)) for k, v in arrays.items()
         }
-        if ops.name == "torch":
-            _one_device(where, dict(_leaves(where, converted)))
+        _one_device(where, ops, dict(_leaves(where, converted)))
         return ops, converted
     chosen: tuple[str, ArrayOps] | None = None
     for key, value in leaves.items():
@@ -73,22 +72,23 @@ def resolve(
                 "arrays of one framework, or backend=... to convert them"
             )
     assert chosen is not None
-    if chosen[1].name == "torch":
-        _one_device(where, leaves)
+    _one_device(where, chosen[1], leaves)
     return chosen[1], dict(arrays)
 
 
-def _one_device(where: str, leaves: dict[str, Any]) -> None:
-    """torch tensors must share a device: torch never moves one to another device for
-    an operation (JAX and TensorFlow do), and its own error comes from deep inside the
-    call and names no argument.
+def _one_device(where: str, ops: ArrayOps, leaves: dict[str, Any]) -> None:
+    """Inputs must share a device where the framework never moves an array to another
+    device for an operation (torch; `ops.device` is `None` where it does): its own error
+    comes from deep inside the call and names no argument.
 
     Raises:
         ValueError: two inputs on different devices (the message names both).
     """
     first: tuple[str, str] | None = None
     for key, value in leaves.items():
-        device = str(value.device)
+        device = ops.device(value)
+        if device is None:
+            continue
         if first is None:
             first = (key, device)
         elif device != first[1]:

@@ -205,6 +205,12 @@ class ArrayOps(Protocol):
         under `jit`/`tf.function`/`torch.compile`): value checks run only when not None."""
         ...
 
+    def device(self, x: Array) -> str | None:
+        """Where `x` lives, for frameworks whose operations need every operand on one
+        device (torch: `"cpu"`, `"cuda:0"`, ...); `None` where the framework moves arrays
+        between devices itself (NumPy, JAX's uncommitted arrays, TensorFlow)."""
+        ...
+
 
 # name -> framework module that must be in sys.modules. Order is the probing order.
 _BACKENDS: dict[str, str] = {

@@ -85,3 +85,11 @@ def test_torch_inputs_on_two_devices_raise_value_error(call: str) -> None:
     kwargs = {"backend": "torch"} if call == "backend" else {}
     with pytest.raises(ValueError, match=rf"`x` is on cpu but `{culprit}` is on meta"):
         dmon.pool(x, adj, logits, **kwargs)
+
+
+def test_only_torch_names_a_device(backend: str) -> None:
+    """`ops.device` is what the device check reads: `None` where the framework moves
+    arrays between devices itself, so that only torch inputs are held to one device."""
+    ops = dmon.get_backend(to_backend(backend, np.zeros(3)))
+    got = ops.device(to_backend(backend, np.zeros(3)))
+    assert got == ("cpu" if backend == "torch" else None)
