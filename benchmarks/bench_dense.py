@@ -3,9 +3,10 @@ process, on the same weights and inputs.
 
     python benchmarks/bench_dense.py            # prints the table, writes docs/benchmarks.md
     python benchmarks/bench_dense.py --quick    # fewer repetitions, no file written
+    python benchmarks/bench_dense.py --device cuda   # on the GPU: its own section
 
 B=8 graphs, N nodes each (dense random symmetric adjacency, ~10% density), F=64 features,
-C=16 clusters, float32, CPU. The two modules are called alternately (ours, theirs, ours,
+C=16 clusters, float32, on the CPU (or `--device`). The two modules are called alternately (ours, theirs, ours,
 ...) so that drifts in machine load hit both; each row reports medians and the median of
 the per-pair ratios.
 """
@@ -31,16 +32,24 @@ sys.path.insert(0, str(Path(__file__).parent))
 from report import write_section
 
 B, F, C = 8, 64, 16
+DEVICE = torch.device("cpu")
+
+
+def _sync() -> None:
+    """Wait for the GPU's queued work, so that a step's time is its own (a no-op on CPU)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def _inputs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     a = (torch.rand(B, n, n, generator=g) < 0.1).float()
     a = torch.triu(a, 1)
-    return torch.randn(B, n, F, generator=g), a + a.transpose(1, 2)
+    return torch.randn(B, n, F, generator=g).to(DEVICE), (a + a.transpose(1, 2)).to(DEVICE)
 
 
 def _step(module: torch.nn.Module, x: torch.Tensor, adj: torch.Tensor, backward: bool) -> float:
+    _sync()
     t0 = time.perf_counter()
     if backward:
         _s, xp, ap, l1, l2, l3 = module(x, adj)
@@ -48,6 +57,7 @@ def _step(module: torch.nn.Module, x: torch.Tensor, adj: torch.Tensor, backward:
     else:
         with torch.no_grad():
             module(x, adj)
+    _sync()
     return time.perf_counter() - t0
 
 
@@ -60,6 +70,8 @@ def measure(n: int, backward: bool, reps: int) -> dict[str, float]:
     }
     for name in ("ours", "sym"):
         modules[name].load_state_dict(modules["pyg"].state_dict())
+    for module in modules.values():
+        module.to(DEVICE)
     x, adj = _inputs(n)
     x.requires_grad_(backward)
     steps = {name: functools.partial(_step, m, x, adj, backward) for name, m in modules.items()}
@@ -82,9 +94,11 @@ def measure(n: int, backward: bool, reps: int) -> dict[str, float]:
 
 
 def _timed(fn: Callable[..., object], *args: object) -> float:
+    _sync()
     t0 = time.perf_counter()
     with torch.no_grad():
         fn(*args)
+    _sync()
     return time.perf_counter() - t0
 
 
@@ -92,7 +106,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions; no file")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 2048])
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
 
     rows = []
     for n in args.sizes:
@@ -110,10 +127,14 @@ def main() -> None:
         return
     import torch_geometric
 
+    gpu = DEVICE.type == "cuda"
+    where = f"on {torch.cuda.get_device_name(DEVICE)}" if gpu else "CPU"
     lines = [
-        "## Dense pooling: `dmon.layers.torch.DMoNPooling` vs `torch_geometric.nn.DMoNPooling`",
+        "## Dense pooling: `dmon.layers.torch.DMoNPooling` vs `torch_geometric.nn.DMoNPooling`"
+        + (f" ({where})" if gpu else ""),
         "",
-        "Written by `python benchmarks/bench_dense.py` (also `nox -s bench`). Same weights,",
+        f"Written by `python benchmarks/bench_dense.py{' --device cuda' if gpu else ''}`"
+        f"{'' if gpu else ' (also `nox -s bench`)'}. Same weights,",
         f"same inputs, one process, called alternately. B={B}, F={F}, C={C}, float32,",
         "dense random symmetric adjacency (~10% density). dmon runs twice: as a drop-in",
         "(general `adj`) and with `symmetric=True`. Times are medians; a ratio is the median",
@@ -131,10 +152,28 @@ def main() -> None:
         )
     lines += [
         "",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, CPU only; "
+        f"Machine: {platform.machine()}, "
+        + (where if gpu else f"{torch.get_num_threads()} torch threads, CPU only")
+        + "; "
         f"torch {torch.__version__}, torch_geometric {torch_geometric.__version__}, "
         f"dmon {dmon.__version__}.",
         "",
+    ]
+    if gpu:
+        lines += [
+            "On the GPU every size here is bound by launching and synchronising, not by",
+            "arithmetic: `SᵀA` alone takes a small fraction of either layer, so the pass over",
+            "the adjacency that dmon saves does not show, and the number of small operations",
+            "decides. Not profiled yet; the likely causes are that dmon's layer runs more of",
+            "them than PyG's (the masking that keeps NaN padding out, the guards for",
+            "degenerate graphs) and that its eager value checks read results on the host (the",
+            "sign of the cluster volumes; symmetry with `symmetric=True`), each a wait for",
+            "the GPU.",
+            "",
+        ]
+        write_section("dense-gpu", "\n".join(lines))
+        return
+    lines += [
         "Why dmon is faster: PyTorch Geometric reads the N×N adjacency twice per forward",
         "(`Sᵀ A S` and a separate degree reduction); dmon reads it once, in `SᵀA`, which",
         "gives both `SᵀAS = (SᵀA) S` and `Sᵀd = (SᵀA) 1` (docs/math.md). The adjacency is",

@@ -3,6 +3,8 @@ hand-written sparse product of the same framework on the same graph.
 
     python benchmarks/bench_sparse.py                 # all installed backends, all sizes
     python benchmarks/bench_sparse.py --quick         # small sizes only, no files written
+    python benchmarks/bench_sparse.py --device cuda   # torch and JAX on the GPU: arxiv,
+                                                      # 100k and 1M; its own section
 
 Each (backend, graph) runs in a fresh subprocess, so that its peak resident memory
 (`ru_maxrss`) is its own. Graphs are synthetic (uniform random endpoints, seeded), stored
@@ -37,6 +39,8 @@ HERE = Path(__file__).resolve().parent
 F, C = 128, 16
 ARXIV = (169_343, 1_166_243)
 SWEEP = [(n, 7 * n) for n in (10_000, 30_000, 100_000, 300_000, 1_000_000)]
+GPU_GRAPHS = [ARXIV, SWEEP[2], SWEEP[4]]
+DEVICE = os.environ.get("DMON_BENCH_DEVICE", "cpu")  # set by main() for its workers
 
 
 def _rss_mb() -> float:
@@ -71,17 +75,20 @@ def _graph(n: int, m: int):
     return ei, w, x, logits
 
 
-def _interleaved(fns: dict, reps: int) -> dict:
+def _interleaved(fns: dict, reps: int, sync=lambda: None) -> dict:
     """Median ms of each function, run in turn, round after round, so that a drift in the
     machine's speed hits them all alike; and the medians of the per-round ratios of dmon's
-    step to its floors (forward/floor, forward/floor+SᵀX, fwd+bwd/bwd floor)."""
+    step to its floors (forward/floor, forward/floor+SᵀX, fwd+bwd/bwd floor). `sync` waits
+    for a GPU's queued work before the clock is read."""
     for fn in fns.values():
         fn()  # warm-up (and compilation where there is one)
     times: dict = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
+            sync()
             t0 = time.perf_counter()
             fn()
+            sync()
             times[k].append(time.perf_counter() - t0)
     out = {f"{k}_ms": 1e3 * statistics.median(v) for k, v in times.items()}
     for num, den, name in (
@@ -106,6 +113,7 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
     ei, w, x, logits = _graph(n, m)
     e = ei.shape[1]
     result: dict = {"backend": backend, "N": n, "E": e}
+    sync = lambda: None  # noqa: E731
 
     if backend == "numpy":
         import scipy.sparse as sp
@@ -123,7 +131,9 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
-        eit, wt, xt, lt = (torch.from_numpy(v) for v in (ei, w, x, logits))
+        eit, wt, xt, lt = (torch.from_numpy(v).to(DEVICE) for v in (ei, w, x, logits))
+        if DEVICE != "cpu":
+            sync = torch.cuda.synchronize
         graph = dmon.SparseGraph(eit, wt)
         sym = dmon.SparseGraph(eit, wt, symmetric=True)
         a = torch.sparse_csr_tensor(*_torch_csr(torch, eit, wt, n), size=(n, n))
@@ -217,7 +227,12 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
             "fwd_bwd_sym": lambda: ready(grad_sym(lj, xj, eij, wj)),
             "floor_bwd": lambda: ready(floor_grad(lj, a)),
         }
-    result.update(_interleaved(fns, reps))
+    result.update(_interleaved(fns, reps, sync))
+    if DEVICE != "cpu" and backend == "torch":
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        result["device_name"] = torch.cuda.get_device_name()
+    elif DEVICE != "cpu" and backend == "jax":
+        result["device_name"] = jax.devices()[0].device_kind
     result["peak_rss_mb"] = _rss_mb()
     return result
 
@@ -236,7 +251,9 @@ def _run(backend: str, n: int, m: int, reps: int) -> dict | None:
     keep = backend.endswith("+keep")
     name = backend.removesuffix("+keep")
     cmd = [sys.executable, __file__, "--worker", name, str(n), str(m), str(reps)]
-    env = {**os.environ, **(KEEP_MEMORY if keep else {})}
+    env = {**os.environ, **(KEEP_MEMORY if keep else {}), "DMON_BENCH_DEVICE": DEVICE}
+    if DEVICE == "cpu":
+        env["JAX_PLATFORMS"] = "cpu"  # else JAX takes a GPU when there is one
     res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if res.returncode != 0:
         print(f"{backend} N={n}: failed\n{res.stderr[-2000:]}", file=sys.stderr)
@@ -256,7 +273,11 @@ def main() -> None:
     parser.add_argument("--worker", nargs=4, metavar=("BACKEND", "N", "M", "REPS"))
     parser.add_argument("--backends", nargs="+", default=None)
     parser.add_argument("--arxiv", action="store_true", help="the arxiv-size graph only")
+    parser.add_argument("--device", default="cpu", help="cuda: torch and JAX on the GPU")
     args = parser.parse_args()
+    global DEVICE
+    if not args.worker:  # a worker takes its device from the parent (DMON_BENCH_DEVICE)
+        DEVICE = args.device
     if args.worker:
         backend, n, m, reps = args.worker
         print(json.dumps(worker(backend, int(n), int(m), int(reps))))
@@ -267,17 +288,24 @@ def main() -> None:
 
     backends = args.backends or dmon.available_backends()
     graphs = [(10_000, 70_000)] if args.quick else ([ARXIV] if args.arxiv else [ARXIV, *SWEEP])
+    if DEVICE != "cpu":
+        backends = [b for b in backends if b != "numpy"]  # no GPU
+        graphs = graphs if args.quick or args.arxiv else GPU_GRAPHS
     rows = []
     for n, m in graphs:
-        keep = ["torch+keep"] if "torch" in backends and (n, m) == ARXIV else []
+        on_cpu = DEVICE == "cpu"
+        keep = ["torch+keep"] if "torch" in backends and (n, m) == ARXIV and on_cpu else []
         for backend in [*backends, *keep]:
-            reps = 11 if n <= 300_000 else 5
+            reps = 21 if not on_cpu else 11 if n <= 300_000 else 5
             r = _run(backend, n, m, reps)
             if r is None:
                 continue
             rows.append(r)
             print(json.dumps(r), flush=True)
     if args.quick or args.arxiv:  # a partial run leaves docs/benchmarks.md alone
+        return
+    if DEVICE != "cpu":
+        _write_gpu(rows)
         return
     _write(rows)
 
@@ -329,6 +357,37 @@ def _write(rows: list[dict]) -> None:
     ]
     write_section("sparse", "\n".join(lines))
     _plot(rows)
+
+
+def _write_gpu(rows: list[dict]) -> None:
+    sys.path.insert(0, str(HERE))
+    from report import write_section
+
+    import dmon
+
+    cards = sorted({r["device_name"] for r in rows if "device_name" in r})
+    lines = [
+        f"## Sparse pooling on a GPU ({', '.join(cards)})",
+        "",
+        "Written by `python benchmarks/bench_sparse.py --device cuda`: the same graphs,",
+        "sizes and floors as the CPU table above (arxiv-size, and the sweep's 100k and 1M),",
+        "with torch's tensors on the GPU (the clock read after `torch.cuda.synchronize()`)",
+        "and JAX on its default device, the GPU; medians of 21 rounds. Peak GPU memory is",
+        "torch's `max_memory_allocated`.",
+        "",
+        "| graph | N | E (directed) | backend | forward ms | floor ms | ratio | floor+SᵀX ms | ratio | fwd+bwd ms | floor ms | ratio | / fwd | fwd+bwd symmetric ms | / fwd | peak GPU MiB |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        name = "arxiv-size" if r["N"] == ARXIV[0] else "sweep"
+        lines.append(
+            f"| {name} | {r['N']:,} | {r['E']:,} | {r['backend']} | {_fmt(r['fwd_ms'])} | {_fmt(r['floor_ms'])} | "
+            f"{r['fwd_ratio']:.2f} | {_fmt(r['floor_x_ms'])} | {r['fwd_x_ratio']:.2f} | {_fmt(r.get('fwd_bwd_ms'))} | {_fmt(r.get('floor_bwd_ms'))} | "
+            f"{_fmt(r.get('bwd_ratio'), 2)} | {_fmt(r.get('split'), 2)} | {_fmt(r.get('fwd_bwd_sym_ms'))} | "
+            f"{_fmt(r.get('split_sym'), 2)} | {_fmt(r.get('peak_gpu_mb'), 0)} |"
+        )
+    lines += ["", f"dmon {dmon.__version__}.", ""]
+    write_section("sparse-gpu", "\n".join(lines))
 
 
 def _plot(rows: list[dict]) -> None:

@@ -3,6 +3,7 @@ in one run. Writes the "training" section of docs/benchmarks.md.
 
     python benchmarks/bench_train.py            # arxiv-size SBM and Cora, all backends
     python benchmarks/bench_train.py --quick    # a 20k-node SBM and Cora, no file written
+    python benchmarks/bench_train.py --device cuda   # torch and JAX on the GPU, own section
 
 Every (trainer, graph) runs in a fresh process, so that its peak RSS is its own, and the
 trainers take turns (`--rounds`, the median of each is kept) so that a drift of the
@@ -44,6 +45,16 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 HIDDEN = 64
 GRAPHS = {"arxiv": (40, 12), "cora": (16, 60), "quick": (40, 12)}  # k, epochs
+# "cuda": the trainers' torch on the GPU and JAX on its default device (the GPU); set by
+# main() for its workers. "cpu": both kept off any GPU.
+DEVICE = os.environ.get("DMON_BENCH_DEVICE", "cpu")
+
+
+def _sync() -> None:
+    if DEVICE != "cpu":
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def _rss_mb() -> float:
@@ -79,7 +90,23 @@ def dmon_worker(backend: str, name: str) -> dict:
     )
     out = {"epoch_ms": _median_epoch(stamps), "peak_rss_mb": _rss_mb()}
     out.update(_pool_split(backend, graph, k))
+    if DEVICE != "cpu":
+        out.update(_gpu_memory(backend))
     return out
+
+
+def _gpu_memory(backend: str) -> dict:
+    """The card's name and, for torch, the peak memory its allocator handed out."""
+    if backend == "jax":
+        import jax
+
+        return {"device_name": jax.devices()[0].device_kind}
+    import torch
+
+    return {
+        "device_name": torch.cuda.get_device_name(),
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20,
+    }
 
 
 def _pool_split(backend: str, graph, k: int, reps: int = 5) -> dict:
@@ -107,17 +134,22 @@ def _pool_split(backend: str, graph, k: int, reps: int = 5) -> dict:
     if backend == "torch":
         import torch
 
-        g = dmon.SparseGraph(torch.from_numpy(ei), torch.from_numpy(w), symmetric=True)
-        xt, lt = torch.from_numpy(x), torch.from_numpy(logits)
+        dev = "cpu" if DEVICE == "cpu" else "cuda"
+        g = dmon.SparseGraph(
+            torch.from_numpy(ei).to(dev), torch.from_numpy(w).to(dev), symmetric=True
+        )
+        xt, lt = torch.from_numpy(x).to(dev), torch.from_numpy(logits).to(dev)
         xg, lg = xt.clone().requires_grad_(), lt.clone().requires_grad_()
 
         def fwd():
             with torch.no_grad():
                 dmon.pool(xt, g, lt)
+            _sync()
 
         def fwd_bwd():
             xg.grad = lg.grad = None
             scalar(dmon.pool(xg, g, lg), torch.sum).backward()
+            _sync()
 
     elif backend == "tensorflow":
         import tensorflow as tf
@@ -184,6 +216,7 @@ def handwritten_worker(name: str) -> dict:
     graph = _graph(name)
     k, epochs = GRAPHS[name]
     torch.manual_seed(0)
+    dev = torch.device("cpu" if DEVICE == "cpu" else "cuda")
     a = graph.adjacency.tocsr().astype(np.float32)
     n, f = graph.features.shape
     deg = np.asarray(a.sum(1)).ravel() + 1.0
@@ -199,17 +232,17 @@ def handwritten_worker(name: str) -> dict:
             torch.from_numpy(m.indices.astype(np.int64)),
             torch.from_numpy(m.data),
             size=m.shape,
-        )
+        ).to(dev)
 
     a_t, a_hat_t = csr(a), csr(a_hat)
-    x = torch.from_numpy(graph.features)
-    lin = torch.nn.Linear(f, HIDDEN)
-    skip = torch.nn.Parameter(torch.ones(HIDDEN))
-    head = torch.nn.Linear(HIDDEN, k)
+    x = torch.from_numpy(graph.features).to(dev)
+    lin = torch.nn.Linear(f, HIDDEN).to(dev)
+    skip = torch.nn.Parameter(torch.ones(HIDDEN, device=dev))
+    head = torch.nn.Linear(HIDDEN, k).to(dev)
     params = [*lin.parameters(), skip, *head.parameters()]
     opt = torch.optim.Adam(params, lr=1e-3)
-    two_m = torch.tensor(float(a.sum()))
-    degrees = torch.from_numpy(np.asarray(a.sum(1)).ravel().astype(np.float32))
+    two_m = torch.tensor(float(a.sum()), device=dev)
+    degrees = torch.from_numpy(np.asarray(a.sum(1)).ravel().astype(np.float32)).to(dev)
     stamps = []
     for _ in range(epochs):
         opt.zero_grad()
@@ -222,8 +255,10 @@ def handwritten_worker(name: str) -> dict:
         cluster = torch.linalg.norm(s.sum(0)) / n * k**0.5 - 1
         (spectral + cluster).backward()
         opt.step()
+        _sync()
         stamps.append(time.perf_counter())
-    return {"epoch_ms": _median_epoch(stamps), "peak_rss_mb": _rss_mb()}
+    out = {"epoch_ms": _median_epoch(stamps), "peak_rss_mb": _rss_mb()}
+    return {**out, **(_gpu_memory("torch") if DEVICE != "cpu" else {})}
 
 
 # glibc's malloc returns every block over 32 MiB to the system when it is freed, so each
@@ -246,6 +281,9 @@ def _run(args: list[str]) -> dict | None:
             "TF_CPP_MIN_LOG_LEVEL": "3",
             "TF_ENABLE_ONEDNN_OPTS": "0",
             **(KEEP_MEMORY if keep else {}),
+            "DMON_BENCH_DEVICE": DEVICE,
+            # on the CPU, keep every framework off a GPU the machine may have
+            **({"JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""} if DEVICE == "cpu" else {}),
         },
     )
     if proc.returncode != 0:
@@ -260,7 +298,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--worker", nargs="+")
     parser.add_argument("--backends", nargs="+", default=["jax", "torch", "tensorflow"])
+    parser.add_argument("--device", default="cpu", help="cuda: torch and JAX on the GPU")
     args = parser.parse_args()
+    global DEVICE
+    if not args.worker:  # a worker takes its device from the parent (DMON_BENCH_DEVICE)
+        DEVICE = args.device
     if args.worker:
         kind, *rest = args.worker
         out = handwritten_worker(*rest) if kind == "handwritten" else dmon_worker(kind, *rest)
@@ -271,7 +313,7 @@ def main() -> None:
     backends = [b for b in args.backends if importlib.util.find_spec(b) is not None]
     graph_names = ["quick", "cora"] if args.quick else ["arxiv", "cora"]
     trainers = ["handwritten", *backends]
-    if "torch" in backends and not args.quick:
+    if "torch" in backends and not args.quick and DEVICE == "cpu":
         trainers += ["handwritten+keep", "torch+keep"]
     results: dict[tuple[str, str], list[dict]] = {}
     for name in graph_names:
@@ -284,7 +326,8 @@ def main() -> None:
     rows = {}
     for (name, trainer), runs in results.items():
         rows[(name, trainer)] = {
-            key: statistics.median(r[key] for r in runs) for key in runs[0] if key != "name"
+            key: statistics.median(r[key] for r in runs) if key != "device_name" else value
+            for key, value in runs[0].items()
         }
     for key, row in rows.items():
         print(key, row)
@@ -298,22 +341,36 @@ def main() -> None:
         "arxiv": "arxiv-size attributed SBM (169,343 nodes, F = 128, k = 40)",
         "cora": "Cora (k = 16)",
     }
+    gpu = DEVICE != "cpu"
+    cards = sorted({r["device_name"] for r in rows.values() if "device_name" in r})
     lines = [
-        "## Training: `dmon.cluster` per backend against hand-written PyTorch",
+        "## Training: `dmon.cluster` per backend against hand-written PyTorch"
+        + (f" (on a GPU: {', '.join(cards)})" if gpu else ""),
         "",
-        "Written by `python benchmarks/bench_train.py`: the median epoch of `dmon.cluster` "
+        "Written by `python benchmarks/bench_train.py"
+        + (" --device cuda" if gpu else "")
+        + "`: the median epoch of `dmon.cluster` "
         "(the paper's model: GCN 64, DMoN, dropout 0.5, Adam 1e-3) on each backend and of "
         "the same model hand-written in PyTorch (CSR adjacency built once, torch autograd), "
-        f"each in a fresh process, taking turns over {args.rounds} rounds (medians). "
+        f"each in a fresh process, taking turns over {args.rounds} "
+        f"round{'' if args.rounds == 1 else 's'} (medians). "
         "Ratios: to the fastest dmon backend on the same graph, and to the hand-written "
-        "epoch. The last two trainers of each graph run with glibc told to keep freed "
-        "memory (`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000`): by default "
-        "every freed block over 32 MiB goes back to the system, so each step's fresh "
-        "N × 64 tensors are page-faulted again, which costs torch (whose CPU tensors come "
-        "straight from malloc) far more than JAX or TensorFlow; jemalloc or tcmalloc do "
-        "the same for torch, as PyTorch's CPU tuning guide advises.",
+        "epoch. "
+        + (
+            "Here every trainer runs on the GPU: torch's tensors on `cuda` (the clock read "
+            "after `torch.cuda.synchronize()`), JAX on its default device. Peak GPU memory "
+            "is torch's `max_memory_allocated` (JAX's allocator does not report one)."
+            if gpu
+            else "The last two trainers of each graph run with glibc told to keep freed "
+            "memory (`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000`): by default "
+            "every freed block over 32 MiB goes back to the system, so each step's fresh "
+            "N × 64 tensors are page-faulted again, which costs torch (whose CPU tensors come "
+            "straight from malloc) far more than JAX or TensorFlow; jemalloc or tcmalloc do "
+            "the same for torch, as PyTorch's CPU tuning guide advises."
+        ),
         "",
-        "| graph | trainer | median epoch (ms) | / fastest backend | / hand-written PyTorch | peak RSS (MB) |",
+        "| graph | trainer | median epoch (ms) | / fastest backend | / hand-written PyTorch | "
+        + ("peak GPU memory (MiB) |" if gpu else "peak RSS (MB) |"),
         "|---|---|---:|---:|---:|---:|",
     ]
     for name in graph_names:
@@ -332,9 +389,10 @@ def main() -> None:
             who = "hand-written PyTorch" if base == "handwritten" else f"dmon {base}"
             if keep:
                 who += ", malloc keeps freed memory"
+            peak = row.get("peak_gpu_mb") if gpu else row["peak_rss_mb"]
             lines.append(
                 f"| {label[name]} | {who} | {row['epoch_ms']:.1f} | {spread} | {versus} | "
-                f"{row['peak_rss_mb']:.0f} |"
+                f"{'—' if peak is None else f'{peak:.0f}'} |"
             )
     lines += [
         "",
@@ -355,12 +413,13 @@ def main() -> None:
                 )
     import torch
 
+    where = ", ".join(cards) if gpu else "CPU only"
     lines += [
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only; torch "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {where}; torch "
         f"{torch.__version__}, dmon {dmon.__version__}.",
     ]
-    write_section("training", "\n".join(lines))
+    write_section("training-gpu" if gpu else "training", "\n".join(lines))
 
 
 if __name__ == "__main__":
