@@ -310,6 +310,25 @@ def main() -> None:
     _write(rows)
 
 
+def _table(rows: list[dict], peak_header: str, peak) -> list[str]:
+    """The markdown table of both sections (CPU and GPU); `peak` formats a row's last
+    column, the peak memory named `peak_header`."""
+    lines = [
+        "| graph | N | E (directed) | backend | forward ms | floor ms | ratio | floor+SᵀX ms | ratio | fwd+bwd ms | floor ms | ratio | / fwd | fwd+bwd symmetric ms | / fwd | "
+        f"{peak_header} |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        name = "arxiv-size" if r["N"] == ARXIV[0] else "sweep"
+        lines.append(
+            f"| {name} | {r['N']:,} | {r['E']:,} | {r['backend']} | {_fmt(r['fwd_ms'])} | {_fmt(r['floor_ms'])} | "
+            f"{r['fwd_ratio']:.2f} | {_fmt(r['floor_x_ms'])} | {r['fwd_x_ratio']:.2f} | {_fmt(r.get('fwd_bwd_ms'))} | {_fmt(r.get('floor_bwd_ms'))} | "
+            f"{_fmt(r.get('bwd_ratio'), 2)} | {_fmt(r.get('split'), 2)} | {_fmt(r.get('fwd_bwd_sym_ms'))} | "
+            f"{_fmt(r.get('split_sym'), 2)} | {peak(r)} |"
+        )
+    return lines
+
+
 def _write(rows: list[dict]) -> None:
     sys.path.insert(0, str(HERE))
     from report import write_section
@@ -337,17 +356,8 @@ def _write(rows: list[dict]) -> None:
         "MALLOC_TRIM_THRESHOLD_=100000000000`, as jemalloc or tcmalloc do): by default the",
         "87 MB gradient of `x` is a fresh mapping, page-faulted on every backward (~20 ms).",
         "",
-        "| graph | N | E (directed) | backend | forward ms | floor ms | ratio | floor+SᵀX ms | ratio | fwd+bwd ms | floor ms | ratio | / fwd | fwd+bwd symmetric ms | / fwd | peak RSS MiB |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
-        name = "arxiv-size" if r["N"] == ARXIV[0] else "sweep"
-        lines.append(
-            f"| {name} | {r['N']:,} | {r['E']:,} | {r['backend']} | {_fmt(r['fwd_ms'])} | {_fmt(r['floor_ms'])} | "
-            f"{r['fwd_ratio']:.2f} | {_fmt(r['floor_x_ms'])} | {r['fwd_x_ratio']:.2f} | {_fmt(r.get('fwd_bwd_ms'))} | {_fmt(r.get('floor_bwd_ms'))} | "
-            f"{_fmt(r.get('bwd_ratio'), 2)} | {_fmt(r.get('split'), 2)} | {_fmt(r.get('fwd_bwd_sym_ms'))} | "
-            f"{_fmt(r.get('split_sym'), 2)} | {r['peak_rss_mb']:.0f} |"
-        )
+    lines += _table(rows, "peak RSS MiB", lambda r: f"{r['peak_rss_mb']:.0f}")
     lines += [
         "",
         f"dmon {dmon.__version__}; CPU, {os.cpu_count()} cores.",
@@ -375,17 +385,8 @@ def _write_gpu(rows: list[dict]) -> None:
         "and JAX on its default device, the GPU; medians of 21 rounds. Peak GPU memory is",
         "torch's `max_memory_allocated`.",
         "",
-        "| graph | N | E (directed) | backend | forward ms | floor ms | ratio | floor+SᵀX ms | ratio | fwd+bwd ms | floor ms | ratio | / fwd | fwd+bwd symmetric ms | / fwd | peak GPU MiB |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
-        name = "arxiv-size" if r["N"] == ARXIV[0] else "sweep"
-        lines.append(
-            f"| {name} | {r['N']:,} | {r['E']:,} | {r['backend']} | {_fmt(r['fwd_ms'])} | {_fmt(r['floor_ms'])} | "
-            f"{r['fwd_ratio']:.2f} | {_fmt(r['floor_x_ms'])} | {r['fwd_x_ratio']:.2f} | {_fmt(r.get('fwd_bwd_ms'))} | {_fmt(r.get('floor_bwd_ms'))} | "
-            f"{_fmt(r.get('bwd_ratio'), 2)} | {_fmt(r.get('split'), 2)} | {_fmt(r.get('fwd_bwd_sym_ms'))} | "
-            f"{_fmt(r.get('split_sym'), 2)} | {_fmt(r.get('peak_gpu_mb'), 0)} |"
-        )
+    lines += _table(rows, "peak GPU MiB", lambda r: _fmt(r.get("peak_gpu_mb"), 0))
     lines += ["", f"dmon {dmon.__version__}.", ""]
     write_section("sparse-gpu", "\n".join(lines))
 
