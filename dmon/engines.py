@@ -270,6 +270,9 @@ class JaxEngine:
     """One `jax.jit` step over a `Mesh` of `launch.devices` devices per process (one
     device for a local run), across processes after `jax.distributed.initialize`."""
 
+    # the CPU runtime keeps its own buffers: glibc's settings change nothing (dmon.memory)
+    tensors_from_malloc = False
+
     def __init__(self, launch: Launch | None) -> None:
         import jax
 
@@ -417,6 +420,8 @@ class TorchEngine:
     """Eager autograd on one device (`launch is None`), or one process of a torchrun job
     with the collectives of `torch.distributed` (gloo on CPU, NCCL on GPU)."""
 
+    tensors_from_malloc = True  # CPU tensors: each is a malloc (dmon.memory)
+
     def __init__(self, launch: Launch | None) -> None:
         import torch
         import torch.distributed as tdist
@@ -548,6 +553,8 @@ class TorchEngine:
 class TensorFlowEngine:
     """One `tf.function` step (without XLA: TensorFlow's sparse product has no XLA kernel)
     on one device."""
+
+    tensors_from_malloc = True  # CPU tensors: each is a malloc (dmon.memory)
 
     def __init__(self, launch: Launch | None) -> None:
         import tensorflow as tf

@@ -10,6 +10,7 @@ from; the steps are run by `dmon.engines`, written once against `dmon.ops`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import os
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dmon import checkpoint as ckpt
-from dmon import metrics
+from dmon import memory, metrics
 from dmon.data import Graph, check_graph
 
 if TYPE_CHECKING:
@@ -175,7 +176,8 @@ def cluster(
     initial weights of the Keras model `build_model` draws from `seed`, trained with
     Keras' Adam by an engine per backend (`dmon.engines`): one step compiled with
     `jax.jit` or `tf.function`, or run by torch's autograd. `Â X` is computed once per
-    fit. With `launch`, the graph is sharded by nodes over devices and processes
+    fit. On the CPU, torch and TensorFlow train inside `dmon.memory.keep_freed_memory`
+    (glibc keeps freed memory for the next step; its defaults come back afterwards). With `launch`, the graph is sharded by nodes over devices and processes
     (docs/distributed.md); every process calls `cluster` alike and gets the full result.
 
     Args:
@@ -324,8 +326,10 @@ def cluster(
         )
 
     stop = _InterruptFlag(enabled=engine.processes == 1)
+    # each step's large CPU tensors reuse the last step's memory (dmon.memory)
+    keep = engine.tensors_from_malloc and engine.device_kind() == "cpu"
     t0 = time.perf_counter()
-    with stop:
+    with stop, memory.keep_freed_memory() if keep else contextlib.nullcontext():
         for epoch in range(start, epochs):
             values = engine.step(engines.adam_alpha(learning_rate, epoch + 1), epoch)
             row = dict(zip(("loss", "spectral_loss", "cluster_loss"), values, strict=True))

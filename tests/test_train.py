@@ -8,6 +8,8 @@
   symmetric shortcut, square and rectangular; TensorFlow's CSR product) against autodiff
   of the dense product.
 - `adam_update` against `keras.optimizers.Adam`.
+- torch and TensorFlow train inside `dmon.memory.keep_freed_memory` on the CPU, and only
+  while they train: glibc's count of mapped blocks, probed after every epoch.
 """
 
 from __future__ import annotations
@@ -45,12 +47,39 @@ def _json(cmd: list[str], backend: str) -> dict:
 
 
 _ENGINE = """
-import json, sys
-from dmon import data, train
+import ctypes, json, sys
+from dmon import data, memory, train
+
+def large_block_is_a_mapping():  # glibc's own count of mapped blocks (tests/test_memory.py)
+    if memory.malloc_policy() is not None or not hasattr(libc, "mallinfo2"):
+        return None
+    before = libc.mallinfo2().f3
+    p = libc.malloc(64 << 20)
+    mapped = libc.mallinfo2().f3 == before + 1
+    libc.free(p)
+    return mapped
+
+def on_gpu():  # where the engine trained: no host memory policy there
+    torch, tf = sys.modules.get("torch"), sys.modules.get("tensorflow")
+    return bool((torch and torch.cuda.is_available())
+                or (tf and tf.config.list_logical_devices("GPU")))
+
+libc = ctypes.CDLL(None)
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(f"f{i}", ctypes.c_size_t) for i in range(10)]  # the 4th: hblks
+
+if hasattr(libc, "mallinfo2"):  # glibc >= 2.33
+    libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
 graph = data.load(sys.argv[1])
+during = []
 r = train.cluster(graph, int(sys.argv[2]), backend=sys.argv[3], epochs=int(sys.argv[4]),
-                  dropout=0.0, seed=int(sys.argv[5]))
-print(json.dumps({"history": r.history, "assignments": r.assignments.tolist()}))
+                  dropout=0.0, seed=int(sys.argv[5]),
+                  on_epoch=lambda epoch, logs: during.append(large_block_is_a_mapping()))
+print(json.dumps({"history": r.history, "assignments": r.assignments.tolist(),
+                  "mapped_during": during, "mapped_after": large_block_is_a_mapping(),
+                  "gpu": on_gpu()}))
 """
 
 
@@ -70,6 +99,10 @@ def test_engines_follow_keras_fit_epoch_by_epoch(backend: str, graph: str, k: in
         assert np.abs(a - b).max() <= 1e-5, (key, np.abs(a - b).max())
     assert abs(ref["history"]["loss"][-1] - ref["history"]["loss"][0]) > 1e-3  # it trained
     assert np.mean(np.array(ref["assignments"]) == np.array(new["assignments"])) >= 0.99
+    # torch and TensorFlow train on the CPU keeping freed memory (dmon.memory), JAX not
+    if new["mapped_after"] is not None:
+        assert new["mapped_during"] == [backend == "jax" or new["gpu"]] * EPOCHS
+        assert new["mapped_after"]
 
 
 def test_prepare_chooses_the_form_of_the_gcn_product() -> None:

@@ -1,0 +1,92 @@
+"""Keeping freed memory in the process while a CPU training loop runs.
+
+glibc's malloc serves every block over 32 MiB (the ceiling of its dynamic mmap
+threshold) as a fresh mapping and unmaps it when it is freed. torch's and TensorFlow's
+CPU tensors come straight from malloc, so each training step's large tensors (the
+`N × 64` activations and gradients of an ogbn-arxiv-size graph) are page-faulted in
+again, 4 KiB at a time: a quarter of their epoch at 169k nodes (docs/benchmarks.md,
+"Training"). jemalloc and tcmalloc keep freed memory for reuse, which is why PyTorch's
+CPU tuning guide advises them. `keep_freed_memory` asks glibc for the same while a block
+runs (`mallopt`: no mappings for large blocks, no trimming of the heap), then restores
+glibc's defaults and hands the free memory back to the system (`malloc_trim`).
+
+`dmon.cluster` trains inside it on the CPU with torch and TensorFlow (JAX's CPU runtime
+keeps its own buffers and gains nothing). Nothing is changed where the process already
+has a malloc policy of its own (see `malloc_policy`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import platform
+import sys
+import threading
+from collections.abc import Iterator
+
+# mallopt parameters (glibc's malloc.h) and glibc's defaults for them
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+_NEVER_TRIM = 2**31 - 1  # mallopt takes an int
+
+_lock = threading.Lock()
+_users = 0  # nested or concurrent blocks: the outermost sets and restores
+
+
+def malloc_policy() -> str | None:
+    """Why this process's malloc is not glibc's with its defaults, or `None` if it is.
+
+    Another C library, a preloaded allocator (`LD_PRELOAD` naming jemalloc, tcmalloc,
+    mimalloc, ...), or malloc settings in the environment (`MALLOC_*_`, glibc.malloc
+    tunables): `keep_freed_memory` then leaves the process as it is.
+    """
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return "the C library is not glibc"
+    if "malloc" in os.environ.get("LD_PRELOAD", ""):
+        return "an allocator is preloaded (LD_PRELOAD)"
+    settings = sorted(k for k in os.environ if k.startswith("MALLOC_") and k.endswith("_"))
+    if settings:
+        return f"glibc's malloc is configured by {settings[0]}"
+    if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
+        return "glibc's malloc is configured by GLIBC_TUNABLES"
+    return None
+
+
+@contextlib.contextmanager
+def keep_freed_memory() -> Iterator[bool]:
+    """Within the block, glibc serves large blocks from its heap and keeps freed memory
+    for reuse instead of returning it to the system; afterwards its defaults come back
+    and the free memory is returned (`malloc_trim(0)`).
+
+    Yields whether the settings were changed: `False` where `malloc_policy()` names a
+    reason (not glibc, a preloaded allocator, settings in the environment). Blocks may
+    nest or overlap across threads; the settings hold until the last one ends. The
+    process's peak memory can grow by about its largest step's temporaries (+3% for
+    `dmon.cluster` at ogbn-arxiv's size). Leaving the block also ends glibc's dynamic
+    mmap threshold for the process, as any `mallopt` does: blocks over the threshold it
+    had reached are mapped afresh from then on.
+
+        with dmon.memory.keep_freed_memory():
+            for epoch in range(epochs):
+                train_step()
+    """
+    global _users
+    if malloc_policy() is not None:
+        yield False
+        return
+    libc = ctypes.CDLL(None)
+    with _lock:
+        if _users == 0:
+            libc.mallopt(_M_MMAP_MAX, 0)
+            libc.mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM)
+        _users += 1
+    try:
+        yield True
+    finally:
+        with _lock:
+            _users -= 1
+            if _users == 0:
+                libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+                libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+                libc.malloc_trim(0)

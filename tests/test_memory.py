@@ -1,0 +1,117 @@
+"""`dmon.memory.keep_freed_memory` against glibc's own accounting (`mallinfo2`: how many
+blocks are mappings, how much free memory the heap keeps) and the kernel's (resident
+memory of this process), not against dmon's state.
+
+Training inside it is covered in tests/test_train.py: the per-epoch losses of
+`dmon.cluster` on torch and TensorFlow (trained inside the block) equal Keras' `fit`,
+and a probe in that process sees the settings during the epochs and only then.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import pytest
+
+from dmon import memory
+
+BLOCK = 64 << 20  # over glibc's largest mmap threshold (32 MiB)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _libc() -> ctypes.CDLL:
+    if memory.malloc_policy() is not None:
+        pytest.skip(f"glibc's default malloc is not in use: {memory.malloc_policy()}")
+    libc = ctypes.CDLL(None)
+    if not hasattr(libc, "mallinfo2"):  # glibc < 2.33
+        pytest.skip("needs glibc's mallinfo2")
+    libc.mallinfo2.restype = _MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    return libc
+
+
+def _mapped_blocks(libc: ctypes.CDLL) -> int:
+    return int(libc.mallinfo2().hblks)
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _is_mapping(libc: ctypes.CDLL) -> bool:
+    """Whether glibc serves a large block as a mapping of its own."""
+    before = _mapped_blocks(libc)
+    p = libc.malloc(BLOCK)
+    assert p
+    mapped = _mapped_blocks(libc) == before + 1
+    libc.free(p)
+    return mapped
+
+
+def test_large_blocks_come_from_the_heap_and_stay_there_until_the_block_ends() -> None:
+    libc = _libc()
+    assert _is_mapping(libc)  # glibc's default
+    with memory.keep_freed_memory() as kept:
+        assert kept
+        p = libc.malloc(BLOCK)
+        ctypes.memset(p, 1, BLOCK)  # fault every page in
+        resident = _resident_bytes()
+        libc.free(p)
+        info = libc.mallinfo2()
+        assert info.fordblks >= BLOCK  # the freed block is kept in the heap...
+        assert _resident_bytes() > resident - BLOCK // 2  # ...with its pages
+        q = libc.malloc(BLOCK)  # and the next one reuses it: the heap does not grow
+        assert libc.mallinfo2().arena == info.arena
+        libc.free(q)
+    # defaults again, and the kept memory went back to the system (malloc_trim)
+    assert _resident_bytes() < resident - BLOCK // 2
+    assert _is_mapping(libc)
+
+
+def test_blocks_nest_and_the_outermost_restores() -> None:
+    libc = _libc()
+    with memory.keep_freed_memory():
+        with memory.keep_freed_memory() as inner:
+            assert inner
+        assert not _is_mapping(libc)  # still kept after the inner block
+    assert _is_mapping(libc)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("MALLOC_MMAP_MAX_", "65536", "MALLOC_MMAP_MAX_"),
+        ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1000000", "GLIBC_TUNABLES"),
+        ("LD_PRELOAD", "/opt/lib/libjemalloc.so.2", "preloaded"),
+    ],
+)
+def test_a_malloc_policy_of_the_process_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, reason: str
+) -> None:
+    libc = _libc()
+    monkeypatch.setenv(name, value)
+    assert reason in (memory.malloc_policy() or "")
+    with memory.keep_freed_memory() as kept:
+        assert not kept
+        assert _is_mapping(libc)  # nothing was changed
