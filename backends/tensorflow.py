@@ -136,7 +136,7 @@ class TensorFlowOps:
         # graph); a traced function reads a stored one as a constant.
         m = n if cols is None else cols
         key = f"tf-csr-{n}-{m}"
-        built = f"tf-csr-matrix-{n}-{m}"
+        built = f"tf-csr-matrix-{n}-{m}-{symmetric}-{weight.dtype.name}"
         if constant and cache is not None and built in cache:
             return cache[built]  # a trainer's constant graph: converted once per fit
         if cache is not None and key in cache:

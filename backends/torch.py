@@ -154,11 +154,19 @@ class TorchOps:
                 r, c = r[order], c[order]
             return _CsrIndex(_crow(self.torch, r, n), r, c, order, n, m, symmetric and n == m)
 
-        index = remembered(cache, f"torch-csr-{n}-{m}-{symmetric}-{row.device}", build)
-        # index_select, not weight[order]: advanced indexing is ~8x slower on CPU (17 ms for
-        # ogbn-arxiv's 2.3M weights)
-        order = index.order
-        return _Csr(index, weight if order is None else weight.index_select(0, order))
+        key = f"torch-csr-{n}-{m}-{symmetric}-{row.device}"
+        index = remembered(cache, key, build)
+
+        def ordered() -> _Csr:
+            # index_select, not weight[order]: advanced indexing is ~8x slower on CPU (17 ms
+            # for ogbn-arxiv's 2.3M weights)
+            order = index.order
+            w = weight if order is None else weight.index_select(0, order)
+            return _Csr(index, w, constant)
+
+        if constant:  # the same weights on every call: kept, with the transpose's
+            return remembered(cache, f"{key}-weights-{weight.dtype}", ordered)
+        return ordered()
 
     def spmm(self, matrix: Any, dense: Any) -> Any:
         if isinstance(matrix, tuple):
@@ -270,12 +278,26 @@ class _CsrIndex:
 
 
 class _Csr:
-    """A CSR matrix: a (cached) index and this call's weights."""
+    """A CSR matrix: a (cached) index and this call's weights; `constant` weights (the
+    same on every call: a trainer's graph, an unweighted one) keep their transpose's too."""
 
-    __slots__ = ("index", "weight")
+    __slots__ = ("_transposed", "constant", "index", "weight")
 
-    def __init__(self, index: _CsrIndex, weight: Any) -> None:
-        self.index, self.weight = index, weight
+    def __init__(self, index: _CsrIndex, weight: Any, constant: bool = False) -> None:
+        self.index, self.weight, self.constant = index, weight, constant
+        self._transposed: tuple[_CsrIndex, Any] | None = None
+
+    def transposed(self, torch: Any) -> tuple[_CsrIndex, Any]:
+        """The transpose's index and weights: this matrix's weights permuted (a gather of
+        E values, ~3 ms at ogbn-arxiv's size), or they themselves for a symmetric one."""
+        if self._transposed is not None:
+            return self._transposed
+        index, perm = self.index.transpose(torch)
+        weight = self.weight.detach()
+        out = (index, weight if perm is None else weight.index_select(0, perm))
+        if self.constant:
+            self._transposed = out
+        return out
 
     def matrix(self, torch: Any, weight: Any) -> Any:
         i = self.index
@@ -330,15 +352,16 @@ def _csr_spmm(torch: Any) -> Any:
 
         @staticmethod
         def backward(ctx: Any, grad: Any) -> Any:
-            weight, dense = ctx.saved_tensors
+            # unpacked for autograd's check that the weights were not changed in place:
+            # the transpose's weights come from csr.weight (kept for a constant matrix)
+            _weight, dense = ctx.saved_tensors
             csr = ctx.csr
             grad_weight = grad_dense = None
             if ctx.needs_input_grad[0]:
                 i = csr.index
                 grad_weight = (grad.index_select(0, i.row) * dense.index_select(0, i.col)).sum(-1)
             if ctx.needs_input_grad[1]:
-                index, perm = csr.index.transpose(torch)
-                values = weight.detach() if perm is None else weight.detach().index_select(0, perm)
+                index, values = csr.transposed(torch)
                 grad_dense = _csr_times(torch, _Csr(index, None).matrix(torch, values), grad)
             return grad_weight, grad_dense, None
 

@@ -174,8 +174,10 @@ class ArrayOps(Protocol):
         index structures (never weights, which may carry gradients) across calls, through
         `dmon.sparse_graph.remembered`, and only for concrete (not traced) arrays.
         `constant`: the weights are constants that never need a gradient (a trainer's
-        graph), so the whole matrix, weights included, may be kept in `cache`
-        (TensorFlow keeps its `CSRSparseMatrix`, whose conversion is a per-step op).
+        graph, the ones of an unweighted `SparseGraph`), so the whole matrix, weights
+        included, may be kept in `cache` (TensorFlow keeps its `CSRSparseMatrix` and its
+        transpose, whose conversions are per-step ops; torch the weights in CSR order and
+        in its transpose's).
         `slots`: the first `slots · n` edges are in slot order (`dmon.partition.slotted`);
         a backend may multiply them as `slots` gathers (JAX does)."""
         ...

@@ -61,8 +61,11 @@ def to_adjacency(
     weight = ops.astype(weight, dtype)
     cache = adj._cache if isinstance(adj, SparseGraph) else None
     symmetric = isinstance(adj, SparseGraph) and adj.symmetric
+    # an unweighted graph's weights are ones on every call: a backend may keep the matrix
+    # built from them, with its transpose (nothing to differentiate)
+    constant = isinstance(adj, SparseGraph) and adj.edge_weight is None
     return SparseAdjacency(
-        ops.sparse_matrix(row, col, weight, n, cache, symmetric=symmetric),
+        ops.sparse_matrix(row, col, weight, n, cache, symmetric=symmetric, constant=constant),
         batch,
         slots,
         num_graphs,

@@ -41,8 +41,11 @@ class SparseGraph:
     The first call with a graph remembers what it derived from `edge_index` (that the ids
     are in range, and torch's CSR index), so later calls with the same graph skip that
     work. Assigning a new `edge_index` or `batch` forgets it; changing the array's values
-    in place does not, so build a new `SparseGraph` for new edges. Weights are never
-    remembered: they may change (and be trained) between calls.
+    in place does not, so build a new `SparseGraph` for new edges. `edge_weight` is never
+    remembered: it may change (and be trained) between calls. An unweighted graph's
+    weights are ones on every call, so the matrix built from them is remembered too
+    (torch's weights of the transpose, TensorFlow's converted CSR matrix and its
+    transpose): its backward then has no per-call gather or conversion.
     """
 
     __slots__ = (

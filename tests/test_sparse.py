@@ -120,7 +120,7 @@ def test_batch_of_graphs_equals_dense_masked_path(backend: str) -> None:
 def _objective(x, adj, logits):
     out = dmon.pool(x, adj, logits)
     ops = dmon.get_backend(out.s)
-    r = to_backend(ops.name, np.linspace(-1.0, 1.0, 4))
+    r = to_backend(ops.name, np.linspace(-1.0, 1.0, 4), ops.dtype_name(out.s))
     s = out.s if len(ops.shape(out.s)) == 2 else out.s[0]
     return (
         ops.sum(s * r, axis=(0, 1))
@@ -519,3 +519,40 @@ def test_torch_csr_row_pointer_and_columns_share_a_dtype(rows: str, cols: str) -
         np.testing.assert_allclose(
             (m @ torch.from_numpy(dense)).numpy(), want @ dense, rtol=1e-12, atol=1e-12
         )
+
+
+@pytest.mark.parametrize("fw", AUTODIFF)
+def test_an_unweighted_graph_keeps_its_matrix_and_stays_exact(fw: str) -> None:
+    """A `SparseGraph` without `edge_weight` keeps the matrix of its ones across calls
+    (torch: the weights of the transpose; TensorFlow: the converted matrix and its
+    transpose). Gradients of a directed graph equal autodiff of the dense pool on every
+    call, in each dtype in turn, and after weights are given to the same graph object."""
+    require(fw)
+    rng = np.random.default_rng(7)
+    n = 12
+    a = (rng.random((n, n)) < 0.3).astype(np.float64)
+    np.fill_diagonal(a, 0)  # directed: a != a.T
+    assert not np.array_equal(a, a.T)
+    ei, _ = _edges(a)
+    x, _, logits, _ = random_batch(4, b=1, n=n)
+    graph = dmon.SparseGraph(to_backend(fw, ei))
+    weights = rng.uniform(0.5, 2.0, ei.shape[1])
+
+    def check(dtype: str, dense: np.ndarray) -> None:
+        tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == "float64" else {"rtol": 2e-4, "atol": 1e-5}
+        lg, xx = to_backend(fw, logits[0], dtype), to_backend(fw, x[0], dtype)
+        want = gradient(
+            fw, lambda lg_, xx_: _objective(xx_, to_backend(fw, dense, dtype), lg_), lg, xx
+        )
+        got = gradient(fw, lambda lg_, xx_: _objective(xx_, graph, lg_), lg, xx)
+        for g_, w_ in zip(got, want, strict=True):
+            np.testing.assert_allclose(g_, w_, **tol)
+
+    for dtype in ("float64", "float64", "float32", "float64"):
+        check(dtype, a)
+    if fw in ("torch", "tensorflow"):  # the matrix of the ones was kept
+        assert any("weights" in key or "matrix" in key for key in graph._cache)
+    graph.edge_weight = to_backend(fw, weights)  # now weighted: the kept ones are not used
+    weighted = np.zeros_like(a)
+    weighted[ei[0], ei[1]] = weights
+    check("float64", weighted)
