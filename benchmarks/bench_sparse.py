@@ -97,6 +97,7 @@ def _interleaved(fns: dict, reps: int, sync=lambda: None) -> dict:
         ("fwd_bwd", "floor_bwd", "bwd_ratio"),
         ("fwd_bwd", "fwd", "split"),
         ("fwd_bwd_sym", "fwd", "split_sym"),
+        ("fwd_bwd_unw", "fwd_unw", "split_unw"),
     ):
         if num in times and den in times:
             out[name] = statistics.median(
@@ -121,9 +122,11 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
         a = sp.csr_matrix((w, (ei[0], ei[1])), shape=(n, n))
         s = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
         graph = dmon.SparseGraph(ei, w)
+        unweighted = dmon.SparseGraph(ei)
         result["setup_rss_mb"] = _rss_mb()
         fns = {
             "fwd": lambda: dmon.pool(x, graph, logits),
+            "fwd_unw": lambda: dmon.pool(x, unweighted, logits),
             "floor": lambda: s.T @ (a @ s),
             "floor_x": lambda: (s.T @ (a @ s), s.T @ x),
         }
@@ -136,6 +139,7 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
             sync = torch.cuda.synchronize
         graph = dmon.SparseGraph(eit, wt)
         sym = dmon.SparseGraph(eit, wt, symmetric=True)
+        unweighted = dmon.SparseGraph(eit)
         a = torch.sparse_csr_tensor(*_torch_csr(torch, eit, wt, n), size=(n, n))
         s = torch.softmax(lt, -1)
         result["setup_rss_mb"] = _rss_mb()
@@ -152,6 +156,8 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
             "floor_x": no_grad(lambda: (s.T @ (a @ s), s.T @ xt)),
             "fwd_bwd": fwd_bwd,
             "fwd_bwd_sym": lambda: fwd_bwd(sym),
+            "fwd_unw": no_grad(lambda: dmon.pool(xt, unweighted, lt)),
+            "fwd_bwd_unw": lambda: fwd_bwd(unweighted),
         }
     elif backend == "tensorflow":
         import tensorflow as tf
@@ -165,6 +171,7 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
         lg, xx = tf.Variable(lt), tf.Variable(xt)
 
         sym = dmon.SparseGraph(eit, wt, symmetric=True)
+        unweighted = dmon.SparseGraph(eit)
 
         def fwd_bwd(g=graph) -> None:
             with tf.GradientTape() as tape:
@@ -189,6 +196,8 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
             "fwd_bwd": fwd_bwd,
             "fwd_bwd_sym": lambda: fwd_bwd(sym),
             "floor_bwd": floor_bwd,
+            "fwd_unw": lambda: dmon.pool(xt, unweighted, lt),
+            "fwd_bwd_unw": lambda: fwd_bwd(unweighted),
         }
     else:
         import jax
@@ -206,6 +215,12 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
             return _scalar(dmon.pool(x, dmon.SparseGraph(ei, w, symmetric=symmetric), lg))
 
         grad = jax.jit(jax.grad(total, argnums=(0, 1)))
+        forward_unw = jax.jit(lambda x, ei, lg: dmon.pool(x, dmon.SparseGraph(ei), lg))
+        grad_unw = jax.jit(
+            jax.grad(
+                lambda lg, x, ei: _scalar(dmon.pool(x, dmon.SparseGraph(ei), lg)), argnums=(0, 1)
+            )
+        )
         grad_sym = jax.jit(jax.grad(lambda *a: total(*a, symmetric=True), argnums=(0, 1)))
         floor = jax.jit(lambda a, lg: jax.nn.softmax(lg).T @ (a @ jax.nn.softmax(lg)))
         floor_x = jax.jit(
@@ -226,6 +241,8 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
             "fwd_bwd": lambda: ready(grad(lj, xj, eij, wj)),
             "fwd_bwd_sym": lambda: ready(grad_sym(lj, xj, eij, wj)),
             "floor_bwd": lambda: ready(floor_grad(lj, a)),
+            "fwd_unw": lambda: ready(forward_unw(xj, eij, lj)),
+            "fwd_bwd_unw": lambda: ready(grad_unw(lj, xj, eij)),
         }
     result.update(_interleaved(fns, reps, sync))
     if DEVICE != "cpu" and backend == "torch":
@@ -329,6 +346,29 @@ def _table(rows: list[dict], peak_header: str, peak) -> list[str]:
     return lines
 
 
+def _unweighted_table(rows: list[dict]) -> list[str]:
+    """The same graphs without `edge_weight` (`SparseGraph(edge_index)`, the general path):
+    the matrix of the ones is kept across calls (docs/sparse.md)."""
+    lines = [
+        "",
+        "Unweighted: the same graphs as `SparseGraph(edge_index)` (no `edge_weight`, not",
+        "marked symmetric), timed in the same rounds. Their weights are ones on every call, so",
+        "the matrix built from them is kept with the graph (TensorFlow's converted CSR matrix",
+        "and its transpose, torch's weights of the transpose); under `jax.jit` nothing is kept.",
+        "",
+        "| graph | N | backend | forward ms | fwd+bwd ms | / fwd |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "fwd_unw_ms" in r:
+            name = "arxiv-size" if r["N"] == ARXIV[0] else "sweep"
+            lines.append(
+                f"| {name} | {r['N']:,} | {r['backend']} | {_fmt(r['fwd_unw_ms'])} | "
+                f"{_fmt(r.get('fwd_bwd_unw_ms'))} | {_fmt(r.get('split_unw'), 2)} |"
+            )
+    return lines
+
+
 def _write(rows: list[dict]) -> None:
     sys.path.insert(0, str(HERE))
     from report import write_section
@@ -358,6 +398,7 @@ def _write(rows: list[dict]) -> None:
         "",
     ]
     lines += _table(rows, "peak RSS MiB", lambda r: f"{r['peak_rss_mb']:.0f}")
+    lines += _unweighted_table(rows)
     lines += [
         "",
         f"dmon {dmon.__version__}; CPU, {os.cpu_count()} cores.",
@@ -387,6 +428,7 @@ def _write_gpu(rows: list[dict]) -> None:
         "",
     ]
     lines += _table(rows, "peak GPU MiB", lambda r: _fmt(r.get("peak_gpu_mb"), 0))
+    lines += _unweighted_table(rows)
     lines += ["", f"dmon {dmon.__version__}.", ""]
     write_section("sparse-gpu", "\n".join(lines))
 
