@@ -62,10 +62,9 @@ def keep_freed_memory() -> Iterator[bool]:
     Yields whether the settings were changed: `False` where `malloc_policy()` names a
     reason (not glibc, a preloaded allocator, settings in the environment). Blocks may
     nest or overlap across threads; the settings hold until the last one ends. The
-    process's peak memory can grow by about its largest step's temporaries (+3% for
-    `dmon.cluster` at ogbn-arxiv's size). Leaving the block also ends glibc's dynamic
-    mmap threshold for the process, as any `mallopt` does: blocks over the threshold it
-    had reached are mapped afresh from then on.
+    process's peak memory can grow by about its largest step's temporaries (+1–8% for
+    `dmon.cluster` at ogbn-arxiv's size). Afterwards glibc's mmap threshold stays
+    where it was but no longer adapts, as after any `mallopt`.
 
         with dmon.memory.keep_freed_memory():
             for epoch in range(epochs):
