@@ -158,15 +158,15 @@ class TensorFlowOps:
             )
             if cache is not None and self.tf.executing_eagerly():
                 cache[key] = index
-        order = index.permutation
-        values = weight if order is None else _permuted(self.tf, weight, *order)
+        permutation = index.permutation
+        values = weight if permutation is None else _permuted(self.tf, weight, *permutation)
         matrix = _Csr(index, values, symmetric and n == m)
         if constant and cache is not None and self.tf.executing_eagerly():
             # converted once, and its transpose too: TensorFlow's gradient of a CSR product
             # would transpose the matrix on every step (twice the product's time)
             cache[built] = _ConstantCsr(
                 _to_csr(self.tf, index.indices, values, index.shape),
-                None if matrix.symmetric else matrix.transpose(self.tf),
+                None if matrix.symmetric else index.transposed_matrix(self.tf, values),
             )
             return cache[built]
         return matrix
@@ -235,6 +235,13 @@ class _CsrIndex:
             self._transpose = out
         return out
 
+    def transposed_matrix(self, tf: Any, values: Any) -> Any:
+        """`Aᵀ` for `values` in this index's order, as a `CSRSparseMatrix`: the
+        transpose's index with the values gathered into its order."""
+        indices, order = self.transpose(tf)
+        n, m = self.shape
+        return _to_csr(tf, indices, tf.gather(values, order), (m, n))
+
 
 class _Csr:
     """A CSR matrix of this call: a (cached) index and its values in row order."""
@@ -243,13 +250,6 @@ class _Csr:
 
     def __init__(self, index: _CsrIndex, values: Any, symmetric: bool) -> None:
         self.index, self.values, self.symmetric = index, values, symmetric
-
-    def transpose(self, tf: Any) -> Any:
-        """`Aᵀ` as a `CSRSparseMatrix`: the transpose's index (sorted once per graph)
-        with these values gathered into its order."""
-        indices, order = self.index.transpose(tf)
-        n, m = self.index.shape
-        return _to_csr(tf, indices, tf.gather(self.values, order), (m, n))
 
     def product(self, tf: Any, dense: Any) -> Any:
         """`A @ dense`, differentiated without TensorFlow's own gradient of the CSR
@@ -269,7 +269,7 @@ class _Csr:
             a = _to_csr(tf, index.indices, values, index.shape)
 
             def grad(g: Any) -> tuple[Any, Any]:
-                back = a if symmetric else _Csr(index, values, False).transpose(tf)
+                back = a if symmetric else index.transposed_matrix(tf, values)
                 grad_values = None
                 if watched:
                     rows, cols = index.indices[:, 0], index.indices[:, 1]

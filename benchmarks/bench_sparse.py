@@ -215,12 +215,8 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
             return _scalar(dmon.pool(x, dmon.SparseGraph(ei, w, symmetric=symmetric), lg))
 
         grad = jax.jit(jax.grad(total, argnums=(0, 1)))
-        forward_unw = jax.jit(lambda x, ei, lg: dmon.pool(x, dmon.SparseGraph(ei), lg))
-        grad_unw = jax.jit(
-            jax.grad(
-                lambda lg, x, ei: _scalar(dmon.pool(x, dmon.SparseGraph(ei), lg)), argnums=(0, 1)
-            )
-        )
+        # unweighted: the same functions with no weights (w = None)
+        grad_unw = jax.jit(jax.grad(lambda lg, x, ei: total(lg, x, ei, None), argnums=(0, 1)))
         grad_sym = jax.jit(jax.grad(lambda *a: total(*a, symmetric=True), argnums=(0, 1)))
         floor = jax.jit(lambda a, lg: jax.nn.softmax(lg).T @ (a @ jax.nn.softmax(lg)))
         floor_x = jax.jit(
@@ -241,7 +237,7 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
             "fwd_bwd": lambda: ready(grad(lj, xj, eij, wj)),
             "fwd_bwd_sym": lambda: ready(grad_sym(lj, xj, eij, wj)),
             "floor_bwd": lambda: ready(floor_grad(lj, a)),
-            "fwd_unw": lambda: ready(forward_unw(xj, eij, lj)),
+            "fwd_unw": lambda: ready(forward(xj, eij, None, lj)),
             "fwd_bwd_unw": lambda: ready(grad_unw(lj, xj, eij)),
         }
     result.update(_interleaved(fns, reps, sync))

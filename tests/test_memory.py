@@ -13,45 +13,16 @@ import ctypes
 import os
 
 import pytest
+from malloc_probe import BLOCK, glibc, large_block_is_a_mapping
 
 from dmon import memory
 
-BLOCK = 64 << 20  # over glibc's largest mmap threshold (32 MiB)
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
-
 
 def _libc() -> ctypes.CDLL:
-    if memory.malloc_policy() is not None:
-        pytest.skip(f"glibc's default malloc is not in use: {memory.malloc_policy()}")
-    libc = ctypes.CDLL(None)
-    if not hasattr(libc, "mallinfo2"):  # glibc < 2.33
-        pytest.skip("needs glibc's mallinfo2")
-    libc.mallinfo2.restype = _MallInfo2
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
+    libc = glibc()
+    if libc is None:
+        pytest.skip(f"needs glibc's default malloc and mallinfo2 ({memory.malloc_policy()})")
     return libc
-
-
-def _mapped_blocks(libc: ctypes.CDLL) -> int:
-    return int(libc.mallinfo2().hblks)
 
 
 def _resident_bytes() -> int:
@@ -59,19 +30,9 @@ def _resident_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _is_mapping(libc: ctypes.CDLL) -> bool:
-    """Whether glibc serves a large block as a mapping of its own."""
-    before = _mapped_blocks(libc)
-    p = libc.malloc(BLOCK)
-    assert p
-    mapped = _mapped_blocks(libc) == before + 1
-    libc.free(p)
-    return mapped
-
-
 def test_large_blocks_come_from_the_heap_and_stay_there_until_the_block_ends() -> None:
     libc = _libc()
-    assert _is_mapping(libc)  # glibc's default
+    assert large_block_is_a_mapping(libc)  # glibc's default
     with memory.keep_freed_memory() as kept:
         assert kept
         p = libc.malloc(BLOCK)
@@ -86,7 +47,7 @@ def test_large_blocks_come_from_the_heap_and_stay_there_until_the_block_ends() -
         libc.free(q)
     # defaults again, and the kept memory went back to the system (malloc_trim)
     assert _resident_bytes() < resident - BLOCK // 2
-    assert _is_mapping(libc)
+    assert large_block_is_a_mapping(libc)
 
 
 def test_blocks_nest_and_the_outermost_restores() -> None:
@@ -94,8 +55,8 @@ def test_blocks_nest_and_the_outermost_restores() -> None:
     with memory.keep_freed_memory():
         with memory.keep_freed_memory() as inner:
             assert inner
-        assert not _is_mapping(libc)  # still kept after the inner block
-    assert _is_mapping(libc)
+        assert not large_block_is_a_mapping(libc)  # still kept after the inner block
+    assert large_block_is_a_mapping(libc)
 
 
 @pytest.mark.parametrize(
@@ -114,4 +75,4 @@ def test_a_malloc_policy_of_the_process_is_left_alone(
     assert reason in (memory.malloc_policy() or "")
     with memory.keep_freed_memory() as kept:
         assert not kept
-        assert _is_mapping(libc)  # nothing was changed
+        assert large_block_is_a_mapping(libc)  # nothing was changed

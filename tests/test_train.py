@@ -47,38 +47,25 @@ def _json(cmd: list[str], backend: str) -> dict:
 
 
 _ENGINE = """
-import ctypes, json, sys
-from dmon import data, memory, train
-
-def large_block_is_a_mapping():  # glibc's own count of mapped blocks (tests/test_memory.py)
-    if memory.malloc_policy() is not None or not hasattr(libc, "mallinfo2"):
-        return None
-    before = libc.mallinfo2().f3
-    p = libc.malloc(64 << 20)
-    mapped = libc.mallinfo2().f3 == before + 1
-    libc.free(p)
-    return mapped
+import json, sys
+sys.path.insert(0, sys.argv[6])  # the tests' folder: malloc_probe
+from malloc_probe import glibc, large_block_is_a_mapping
+from dmon import data, train
 
 def on_gpu():  # where the engine trained: no host memory policy there
     torch, tf = sys.modules.get("torch"), sys.modules.get("tensorflow")
     return bool((torch and torch.cuda.is_available())
                 or (tf and tf.config.list_logical_devices("GPU")))
 
-libc = ctypes.CDLL(None)
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(f"f{i}", ctypes.c_size_t) for i in range(10)]  # the 4th: hblks
-
-if hasattr(libc, "mallinfo2"):  # glibc >= 2.33
-    libc.mallinfo2.restype = MallInfo2
-libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-libc.free.argtypes = [ctypes.c_void_p]
+libc = glibc()
+probe = lambda: None if libc is None else large_block_is_a_mapping(libc)
 graph = data.load(sys.argv[1])
 during = []
 r = train.cluster(graph, int(sys.argv[2]), backend=sys.argv[3], epochs=int(sys.argv[4]),
                   dropout=0.0, seed=int(sys.argv[5]),
-                  on_epoch=lambda epoch, logs: during.append(large_block_is_a_mapping()))
+                  on_epoch=lambda epoch, logs: during.append(probe()))
 print(json.dumps({"history": r.history, "assignments": r.assignments.tolist(),
-                  "mapped_during": during, "mapped_after": large_block_is_a_mapping(),
+                  "mapped_during": during, "mapped_after": probe(),
                   "gpu": on_gpu()}))
 """
 
@@ -92,7 +79,9 @@ def test_engines_follow_keras_fit_epoch_by_epoch(backend: str, graph: str, k: in
     ref = _json(
         [sys.executable, str(HERE / "keras_reference_train.py"), *args, str(EPOCHS), "3"], backend
     )
-    new = _json([sys.executable, "-c", _ENGINE, *args, backend, str(EPOCHS), "3"], backend)
+    new = _json(
+        [sys.executable, "-c", _ENGINE, *args, backend, str(EPOCHS), "3", str(HERE)], backend
+    )
     for key, values in ref["history"].items():
         a, b = np.array(values), np.array(new["history"][key])
         assert a.shape == b.shape == (EPOCHS,)
