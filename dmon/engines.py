@@ -268,16 +268,34 @@ def _dropout_seed(seed: int, epoch: int, shard: int) -> int:
 
 class JaxEngine:
     """One `jax.jit` step over a `Mesh` of `launch.devices` devices per process (one
-    device for a local run), across processes after `jax.distributed.initialize`."""
+    device for a local run), across processes after `jax.distributed.initialize`.
 
-    # the CPU runtime keeps its own buffers: glibc's settings change nothing (dmon.memory)
-    tensors_from_malloc = False
+    Where the engine starts JAX (no JAX computation ran before in the process), JAX's
+    CPU client runs single-device computations on the calling thread
+    (`jax_cpu_enable_async_dispatch=False`), for the rest of the process. XLA:CPU
+    allocates a step's temporaries as one block (about 380 MB at ogbn-arxiv's size) on
+    the thread that runs the step: on the trainer's thread, glibc keeps it for the next
+    step (`dmon.memory.keep_freed_memory`); on one of JAX's worker threads, whose glibc
+    arena grows in heaps of at most 64 MiB, it is a fresh mapping page-faulted in on
+    every step (a third of the epoch at that size). The step's result is read at once
+    in any case, so dispatching it asynchronously gains nothing here.
+    """
 
     def __init__(self, launch: Launch | None) -> None:
         import jax
 
         self.jax = jax
         launch = launch or Launch(devices=1)
+        # only a new client reads it; restored for whatever reads the setting later
+        was = jax.config.read("jax_cpu_enable_async_dispatch")
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
+        try:
+            self._start(launch)
+        finally:
+            jax.config.update("jax_cpu_enable_async_dispatch", was)
+
+    def _start(self, launch: Launch) -> None:
+        jax = self.jax
         if launch.coordinator is not None:
             # CPU devices talk over gloo (accelerators use their own collectives); must be
             # set before the backend starts, so it cannot wait to see which platform it is
@@ -420,7 +438,6 @@ class TorchEngine:
     """Eager autograd on one device (`launch is None`), or one process of a torchrun job
     with the collectives of `torch.distributed` (gloo on CPU, NCCL on GPU)."""
 
-    tensors_from_malloc = True  # CPU tensors: each is a malloc (dmon.memory)
 
     def __init__(self, launch: Launch | None) -> None:
         import torch
@@ -554,7 +571,6 @@ class TensorFlowEngine:
     """One `tf.function` step (without XLA: TensorFlow's sparse product has no XLA kernel)
     on one device."""
 
-    tensors_from_malloc = True  # CPU tensors: each is a malloc (dmon.memory)
 
     def __init__(self, launch: Launch | None) -> None:
         import tensorflow as tf

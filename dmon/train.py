@@ -176,9 +176,12 @@ def cluster(
     initial weights of the Keras model `build_model` draws from `seed`, trained with
     Keras' Adam by an engine per backend (`dmon.engines`): one step compiled with
     `jax.jit` or `tf.function`, or run by torch's autograd. `Â X` is computed once per
-    fit. On the CPU, torch and TensorFlow train inside `dmon.memory.keep_freed_memory`
-    (glibc keeps freed memory for the next step; its defaults come back afterwards). With `launch`, the graph is sharded by nodes over devices and processes
-    (docs/distributed.md); every process calls `cluster` alike and gets the full result.
+    fit. On the CPU, every engine trains inside `dmon.memory.keep_freed_memory` (glibc
+    keeps freed memory for the next step; its defaults come back afterwards); where
+    dmon starts JAX, JAX's CPU client runs computations on the calling thread (see
+    `dmon.engines.JaxEngine`). With `launch`, the graph is sharded by nodes over devices
+    and processes (docs/distributed.md); every process calls `cluster` alike and gets
+    the full result.
 
     Args:
         graph: a `dmon.data.Graph` (see `dmon.data.load`).
@@ -327,7 +330,7 @@ def cluster(
 
     stop = _InterruptFlag(enabled=engine.processes == 1)
     # each step's large CPU tensors reuse the last step's memory (dmon.memory)
-    keep = engine.tensors_from_malloc and engine.device_kind() == "cpu"
+    keep = engine.device_kind() == "cpu"
     t0 = time.perf_counter()
     with stop, memory.keep_freed_memory() if keep else contextlib.nullcontext():
         for epoch in range(start, epochs):

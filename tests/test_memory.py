@@ -3,16 +3,22 @@ blocks are mappings, how much free memory the heap keeps) and the kernel's (resi
 memory of this process), not against dmon's state.
 
 Training inside it is covered in tests/test_train.py: the per-epoch losses of
-`dmon.cluster` on torch and TensorFlow (trained inside the block) equal Keras' `fit`,
-and a probe in that process sees the settings during the epochs and only then.
+`dmon.cluster` on every backend (trained inside the block) equal Keras' `fit`, and a
+probe in that process sees the settings during the epochs and only then. JAX's steps
+reach it only when they run on the calling thread (`dmon.engines.JaxEngine`): checked
+here against the kernel's count of page faults.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
+import subprocess
+import sys
 
 import pytest
+from helpers import installed
 from malloc_probe import BLOCK, glibc, large_block_is_a_mapping
 
 from dmon import memory
@@ -76,3 +82,43 @@ def test_a_malloc_policy_of_the_process_is_left_alone(
     with memory.keep_freed_memory() as kept:
         assert not kept
         assert large_block_is_a_mapping(libc)  # nothing was changed
+
+
+_JAX_STEPS = """
+import json, resource, sys
+import jax, jax.numpy as jnp
+from dmon import engines, memory
+if sys.argv[1] == "engine":
+    engines.JaxEngine(None)  # dmon starts JAX
+n = 400_000  # two (n, 64) temporaries: one block of ~200 MB
+x, w = jnp.ones((n, 64)), jnp.full((64, 64), 0.01)
+step = jax.jit(lambda x, w: ((x @ w) * jnp.tanh(jnp.tanh(x @ w) @ w)[::-1]).sum(0))
+faults = []
+with memory.keep_freed_memory():
+    for _ in range(6):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        step(x, w).block_until_ready()
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps({"faults": faults[2:],
+                  "async": jax.config.read("jax_cpu_enable_async_dispatch")}))
+"""
+
+
+@pytest.mark.parametrize("start", ["engine", "jax"])
+def test_jax_steps_reuse_their_temporaries_where_dmon_starts_jax(start: str) -> None:
+    _libc()
+    if not installed("jax"):
+        pytest.skip("needs jax")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _JAX_STEPS, start],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    pages = 2 * 400_000 * 64 * 4 // os.sysconf("SC_PAGE_SIZE")
+    assert out["async"]  # the setting reads as before: only the client took it
+    if start == "engine":  # run on this thread: the kept heap serves every step
+        assert max(out["faults"]) < pages // 20, out
+    else:  # JAX's default: a worker thread maps and faults in the block every step
+        assert min(out["faults"]) > pages // 2, out
