@@ -175,6 +175,7 @@ class Shard:
         num_graphs: int,
         symmetric: bool = False,
         slots: int = 0,
+        padded: bool = True,
     ) -> None:
         self.row, self.col, self.weight = row, col, weight
         self.valid, self.batch, self.num_graphs = valid, batch, int(num_graphs)
@@ -187,6 +188,9 @@ class Shard:
         self.symmetric = bool(symmetric)
         # the first slots · block edges are in slot order (dmon.partition.slotted)
         self.slots = int(slots)
+        # some block has padding rows (valid False); without any, shard_pool skips
+        # masking its (block, ·) arrays, which costs as much as an element-wise layer
+        self.padded = bool(padded)
         # the weights are constants (a trainer's graph; no gradient with respect to
         # them): a backend may keep its whole sparse matrix in `cache`
         self.constant = False
@@ -200,7 +204,7 @@ class Shard:
         from jax.sharding import PartitionSpec
 
         p = PartitionSpec(axis_name)
-        return Shard(p, p, p, p, p, self.num_graphs, self.symmetric, self.slots)
+        return Shard(p, p, p, p, p, self.num_graphs, self.symmetric, self.slots, self.padded)
 
 
 _registered = False
@@ -214,16 +218,15 @@ def _register_shard_pytree() -> None:
 
     jax.tree_util.register_pytree_node(
         Shard,
-        lambda s: (s.arrays(), (s.num_graphs, s.symmetric, s.slots)),
+        lambda s: (s.arrays(), (s.num_graphs, s.symmetric, s.slots, s.padded)),
         _unflatten_shard,
     )
     _registered = True
 
 
-def _unflatten_shard(aux: tuple[int, bool, int], arrays: tuple[Any, ...]) -> Shard:
-    num_graphs, symmetric, slots = aux
+def _unflatten_shard(aux: tuple[int, bool, int, bool], arrays: tuple[Any, ...]) -> Shard:
     row, col, weight, valid, batch = arrays
-    return Shard(row, col, weight, valid, batch, num_graphs, symmetric, slots)
+    return Shard(row, col, weight, valid, batch, *aux)
 
 
 def shard_spmm(shard: Shard, h: Array, comm: Collectives) -> Array:
@@ -294,10 +297,11 @@ def shard_pool(
                 f"{where}: `{name}` must be float32 or float64; got {ops.dtype_name(v)}"
             )
     dtype = ops.dtype_name(logits)
-    valid = ops.expand_dims(shard.valid, -1)
-    s = ops.where(valid, ops.softmax(logits), 0.0)
+    s, xs = ops.softmax(logits), ops.astype(x, dtype)
+    if shard.padded:
+        valid = ops.expand_dims(shard.valid, -1)
+        s, xs = ops.where(valid, s, 0.0), ops.where(valid, xs, 0.0)
     c = _static(ops.shape(s)[-1])
-    xs = ops.where(valid, ops.astype(x, dtype), 0.0)
     b = shard.num_graphs
     symmetric = shard.symmetric and b == 1
     # [A S | d]: the degrees from the same pass over the edges as A S. For a symmetric A,
@@ -374,6 +378,7 @@ def torch_shard(part: Partition, rank: int, device: Any = None, dtype: Any = Non
         torch.as_tensor(a["valid"], device=device),
         torch.as_tensor(a["batch"], dtype=torch.int64, device=device),
         part.num_graphs,
+        padded=part.padded,
     )
 
 
@@ -389,6 +394,7 @@ def tf_shard(part: Partition, rank: int = 0) -> Shard:
         tf.constant(a["valid"]),
         tf.constant(a["batch"], tf.int64),
         part.num_graphs,
+        padded=part.padded,
     )
 
 
@@ -427,6 +433,7 @@ def jax_shards(
         jax_put(part.batch, mesh, axis_name),
         part.num_graphs,
         slots=part.slots,
+        padded=part.padded,
     )
 
 

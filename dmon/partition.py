@@ -54,6 +54,11 @@ class Partition:
         return int(self.bounds.size - 1)
 
     @property
+    def padded(self) -> bool:
+        """Some shard has padding rows (fewer real nodes than `block`)."""
+        return bool(self.num_nodes < self.parts * self.block)
+
+    @property
     def nodes_per_shard(self) -> list[int]:
         """Real nodes in each shard."""
         return np.diff(self.bounds).astype(int).tolist()

@@ -131,8 +131,47 @@ def run_jax(path: str) -> None:
         json.dump(report, fh)
 
 
-def run_torch(path: str) -> None:
+def torch_report(c: dict[str, Any], parts: int, rank: int, comm: Any, dtype: str) -> dict:
+    """Shard `rank` of `parts`: `shard_pool` against `dmon.pool` of the whole graph."""
     import torch
+
+    tdt = getattr(torch, dtype)
+    n = c["x"].shape[0]
+    part = dd.partition(c["edge_index"], n, parts, c["weight"], c["batch"])
+    shard = dd.torch_shard(part, rank, dtype=tdt)
+    x_p = torch.tensor(part.scatter(c["x"], dtype)[rank], requires_grad=True)
+    l_p = torch.tensor(part.scatter(c["logits"], dtype)[rank], requires_grad=True)
+    r_x, r_adj = torch.tensor(c["r_x"], dtype=tdt), torch.tensor(c["r_adj"], dtype=tdt)
+    out = dd.shard_pool(x_p, shard, l_p, comm)
+    scalar(out, r_x, r_adj).backward()
+    x = torch.tensor(c["x"], dtype=tdt, requires_grad=True)
+    logits = torch.tensor(c["logits"], dtype=tdt, requires_grad=True)
+    graph = dmon.SparseGraph(
+        torch.as_tensor(c["edge_index"]),
+        torch.tensor(c["weight"], dtype=tdt),
+        None if c["batch"] is None else torch.as_tensor(c["batch"]),
+    )
+    ref = dmon.pool(x, graph, logits)
+    scalar(ref, r_x, r_adj).backward()
+    lo, hi = part.bounds[rank], part.bounds[rank + 1]
+    size = hi - lo
+    return {
+        "s": diff(out.s.detach()[:size], ref.s.detach()[lo:hi]),
+        "x": diff(out.x.detach(), ref.x.detach()),
+        "adj": diff(out.adj.detach(), ref.adj.detach()),
+        **{
+            key: diff(getattr(out, key).detach(), getattr(ref, key).detach())
+            for key in ("spectral_loss", "ortho_loss", "cluster_loss")
+        },
+        "grad_x": diff(x_p.grad[:size], x.grad[lo:hi]),
+        "grad_logits": diff(l_p.grad[:size], logits.grad[lo:hi]),
+        "grad_scale": float(logits.grad.abs().max()),
+        "padding_grad": float(l_p.grad[size:].abs().max()) if size < part.block else 0.0,
+        "padded": shard.padded,
+    }
+
+
+def run_torch(path: str) -> None:
     import torch.distributed as tdist
 
     tdist.init_process_group("gloo")
@@ -141,39 +180,7 @@ def run_torch(path: str) -> None:
     report: dict[str, Any] = {"shards": parts}
     for name, c in cases().items():
         for dtype in ("float32", "float64"):
-            tdt = getattr(torch, dtype)
-            n = c["x"].shape[0]
-            part = dd.partition(c["edge_index"], n, parts, c["weight"], c["batch"])
-            shard = dd.torch_shard(part, rank, dtype=tdt)
-            x_p = torch.tensor(part.scatter(c["x"], dtype)[rank], requires_grad=True)
-            l_p = torch.tensor(part.scatter(c["logits"], dtype)[rank], requires_grad=True)
-            r_x, r_adj = torch.tensor(c["r_x"], dtype=tdt), torch.tensor(c["r_adj"], dtype=tdt)
-            out = dd.shard_pool(x_p, shard, l_p, comm)
-            scalar(out, r_x, r_adj).backward()
-            x = torch.tensor(c["x"], dtype=tdt, requires_grad=True)
-            logits = torch.tensor(c["logits"], dtype=tdt, requires_grad=True)
-            graph = dmon.SparseGraph(
-                torch.as_tensor(c["edge_index"]),
-                torch.tensor(c["weight"], dtype=tdt),
-                None if c["batch"] is None else torch.as_tensor(c["batch"]),
-            )
-            ref = dmon.pool(x, graph, logits)
-            scalar(ref, r_x, r_adj).backward()
-            lo, hi = part.bounds[rank], part.bounds[rank + 1]
-            size = hi - lo
-            report[f"{name}/{dtype}"] = {
-                "s": diff(out.s.detach()[:size], ref.s.detach()[lo:hi]),
-                "x": diff(out.x.detach(), ref.x.detach()),
-                "adj": diff(out.adj.detach(), ref.adj.detach()),
-                **{
-                    key: diff(getattr(out, key).detach(), getattr(ref, key).detach())
-                    for key in ("spectral_loss", "ortho_loss", "cluster_loss")
-                },
-                "grad_x": diff(x_p.grad[:size], x.grad[lo:hi]),
-                "grad_logits": diff(l_p.grad[:size], logits.grad[lo:hi]),
-                "grad_scale": float(logits.grad.abs().max()),
-                "padding_grad": float(l_p.grad[size:].abs().max()) if size < part.block else 0.0,
-            }
+            report[f"{name}/{dtype}"] = torch_report(c, parts, rank, comm, dtype)
     with open(f"{path}.{rank}", "w") as fh:
         json.dump(report, fh)
     tdist.barrier()

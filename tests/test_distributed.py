@@ -229,8 +229,23 @@ def _check_pool_report(report: dict, float32: float = 1e-6, float64: float = 1e-
         tol = float32 if case.endswith("float32") else float64
         assert errors["grad_scale"] > 0.1  # the gradient compared is not trivially zero
         for key, value in errors.items():
-            if key != "grad_scale":
+            if key not in ("grad_scale", "padded"):
                 assert value <= tol, (case, key, value)
+
+
+@pytest.mark.skipif(not installed("torch"), reason="needs torch")
+def test_one_shard_without_padding_rows_equals_the_whole_graph() -> None:
+    # no padding rows: shard_pool skips masking them; the numbers stay dmon.pool's
+    from distributed_worker import cases, torch_report
+
+    from dmon.distributed import LocalCollectives
+
+    report: dict = {"shards": 1}
+    for name, c in cases().items():
+        for dtype in ("float32", "float64"):
+            report[f"{name}/{dtype}"] = torch_report(c, 1, 0, LocalCollectives(), dtype)
+            assert report[f"{name}/{dtype}"]["padded"] is False
+    _check_pool_report(report)
 
 
 @pytest.mark.skipif(not installed("jax"), reason="needs jax")
@@ -258,6 +273,7 @@ def test_shard_pool_on_two_torch_processes_equals_one_device(tmp_path: Path) -> 
         for case, errors in report.items():
             if case != "shards":
                 assert errors["padding_grad"] == 0.0
+                assert errors["padded"]  # 23 nodes in 2 blocks: the masked path
 
 
 # --- dmon cluster sharded against one device -----------------------------------------------
