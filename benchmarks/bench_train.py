@@ -264,7 +264,7 @@ def handwritten_worker(name: str) -> dict:
 # glibc's malloc returns every block over 32 MiB to the system when it is freed, so each
 # step's fresh N × 64 tensors are page-faulted again (~20 ms per 87 MB at arxiv size);
 # these settings keep freed memory for reuse, as jemalloc or tcmalloc would, and as
-# dmon's torch and TensorFlow trainers ask of glibc themselves (dmon.memory). The
+# dmon's trainers ask of glibc themselves (dmon.memory). The
 # "handwritten+keep" trainer runs with them: the like-for-like reference.
 KEEP_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 
@@ -363,11 +363,13 @@ def main() -> None:
             "is torch's `max_memory_allocated` (JAX's allocator does not report one)."
             if gpu
             else "By default glibc hands every freed block over 32 MiB back to the system, "
-            "so each step's fresh N × 64 tensors are page-faulted in again, which costs torch "
-            "and TensorFlow (whose CPU tensors are plain mallocs) a quarter of their epoch at "
-            "arxiv size; dmon's torch and TensorFlow trainers ask glibc to keep freed memory "
-            "while they train (`dmon.memory.keep_freed_memory`), as jemalloc or tcmalloc "
-            "would. The hand-written trainer runs twice: as written, and with glibc told the "
+            "so each step's fresh N × 64 tensors (and XLA's one block of a step's "
+            "temporaries) are page-faulted in again, which costs a quarter to a third of the "
+            "epoch at arxiv size; dmon's trainers ask glibc to keep freed memory while they "
+            "train (`dmon.memory.keep_freed_memory`), as jemalloc or tcmalloc would, and "
+            "JAX runs its steps on the trainer's thread, where that setting reaches XLA's "
+            "block (`dmon.engines.JaxEngine`). "
+            "The hand-written trainer runs twice: as written, and with glibc told the "
             "same from the environment (`MALLOC_MMAP_MAX_=0 "
             "MALLOC_TRIM_THRESHOLD_=100000000000`); the last ratio is to that run, like for "
             "like."

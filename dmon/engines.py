@@ -438,7 +438,6 @@ class TorchEngine:
     """Eager autograd on one device (`launch is None`), or one process of a torchrun job
     with the collectives of `torch.distributed` (gloo on CPU, NCCL on GPU)."""
 
-
     def __init__(self, launch: Launch | None) -> None:
         import torch
         import torch.distributed as tdist
@@ -570,7 +569,6 @@ class TorchEngine:
 class TensorFlowEngine:
     """One `tf.function` step (without XLA: TensorFlow's sparse product has no XLA kernel)
     on one device."""
-
 
     def __init__(self, launch: Launch | None) -> None:
         import tensorflow as tf

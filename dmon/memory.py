@@ -1,18 +1,21 @@
 """Keeping freed memory in the process while a CPU training loop runs.
 
 glibc's malloc serves every block over 32 MiB (the ceiling of its dynamic mmap
-threshold) as a fresh mapping and unmaps it when it is freed. torch's and TensorFlow's
-CPU tensors come straight from malloc, so each training step's large tensors (the
+threshold) as a fresh mapping and unmaps it when it is freed. torch's, TensorFlow's and
+XLA's CPU buffers come straight from malloc, so each training step's large tensors (the
 `N × 64` activations and gradients of an ogbn-arxiv-size graph) are page-faulted in
-again, 4 KiB at a time: a quarter of their epoch at 169k nodes (docs/benchmarks.md,
-"Training"). jemalloc and tcmalloc keep freed memory for reuse, which is why PyTorch's
+again, 4 KiB at a time: a quarter to a third of the epoch at 169k nodes
+(docs/benchmarks.md, "Training"). jemalloc and tcmalloc keep freed memory for reuse, which is why PyTorch's
 CPU tuning guide advises them. `keep_freed_memory` asks glibc for the same while a block
 runs (`mallopt`: no mappings for large blocks, no trimming of the heap), then restores
 glibc's defaults and hands the free memory back to the system (`malloc_trim`).
 
-`dmon.cluster` trains inside it on the CPU with torch and TensorFlow (JAX's CPU runtime
-keeps its own buffers and gains nothing). Nothing is changed where the process already
-has a malloc policy of its own (see `malloc_policy`).
+The settings reach the blocks of glibc's main arena: a thread with an arena of its own
+gets every block over 64 MiB as a mapping whatever they say (such an arena grows in
+heaps of at most 64 MiB). `dmon.cluster` trains inside the block on the CPU, on every
+backend; its JAX engine runs steps on the trainer's thread so that XLA's block of a
+step's temporaries is one of them (`dmon.engines.JaxEngine`). Nothing is changed where
+the process already has a malloc policy of its own (see `malloc_policy`).
 """
 
 from __future__ import annotations
