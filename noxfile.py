@@ -35,7 +35,7 @@ nox.options.error_on_missing_interpreters = True
 # unpinned torch resolves to a multi-GB CUDA build.
 TORCH = "torch==2.13.0"
 TENSORFLOW = "tensorflow-cpu>=2.16"
-JAX = "jax>=0.4.30"
+JAX = "jax>=0.7.1"
 FRAMEWORKS = {"numpy": [], "torch": [TORCH], "tensorflow": [TENSORFLOW], "jax": [JAX]}
 
 

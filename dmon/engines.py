@@ -277,8 +277,8 @@ class JaxEngine:
     the thread that runs the step: on the trainer's thread, glibc keeps it for the next
     step (`dmon.memory.keep_freed_memory`); on one of JAX's worker threads, whose glibc
     arena grows in heaps of at most 64 MiB, it is a fresh mapping page-faulted in on
-    every step (a third of the epoch at that size). The step's result is read at once
-    in any case, so dispatching it asynchronously gains nothing here.
+    every step (over a third of the epoch at that size). The step's result is read at
+    once in any case, so dispatching it asynchronously gains nothing here.
     """
 
     def __init__(self, launch: Launch | None) -> None:
