@@ -204,6 +204,9 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
         import jax.numpy as jnp
         from jax.experimental import sparse
 
+        if os.environ.get("DMON_BENCH_INLINE"):  # the "jax+inline" worker: see _run
+            jax.config.update("jax_cpu_enable_async_dispatch", False)
+
         eij, wj, xj, lj = (jnp.asarray(v) for v in (ei, w, x, logits))
         a = sparse.BCOO((wj, eij.T), shape=(n, n))
 
@@ -256,15 +259,26 @@ def _torch_csr(torch, ei, w, n):
 
 
 # glibc keeps freed memory instead of returning blocks over 32 MiB to the system (see
-# bench_train.py): the "torch+keep" worker shows what the allocator costs torch
-KEEP_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+# bench_train.py): the "torch+keep" worker shows what the allocator costs torch. JAX
+# allocates a program's temporaries on the thread that runs it, by default one of its
+# workers, whose glibc arena maps every block over 64 MiB afresh whatever the settings:
+# the "jax+inline" worker also runs programs on the calling thread (as dmon.cluster's
+# engine does; dmon.engines.JaxEngine).
+VARIANTS = {
+    "+keep": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"},
+    "+inline": {
+        "MALLOC_MMAP_MAX_": "0",
+        "MALLOC_TRIM_THRESHOLD_": "100000000000",
+        "DMON_BENCH_INLINE": "1",
+    },
+}
 
 
 def _run(backend: str, n: int, m: int, reps: int) -> dict | None:
-    keep = backend.endswith("+keep")
-    name = backend.removesuffix("+keep")
+    name, plus, variant = backend.partition("+")
     cmd = [sys.executable, __file__, "--worker", name, str(n), str(m), str(reps)]
-    env = {**os.environ, **(KEEP_MEMORY if keep else {}), "DMON_BENCH_DEVICE": DEVICE}
+    extra = VARIANTS[plus + variant] if plus else {}
+    env = {**os.environ, **extra, "DMON_BENCH_DEVICE": DEVICE}
     if DEVICE == "cpu":
         env["JAX_PLATFORMS"] = "cpu"  # else JAX takes a GPU when there is one
     res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
@@ -307,8 +321,12 @@ def main() -> None:
     rows = []
     for n, m in graphs:
         on_cpu = DEVICE == "cpu"
-        keep = ["torch+keep"] if "torch" in backends and (n, m) == ARXIV and on_cpu else []
-        for backend in [*backends, *keep]:
+        variants = [
+            f"{b}+{v}"
+            for b, v in (("torch", "keep"), ("jax", "inline"))
+            if b in backends and (n, m) == ARXIV and on_cpu
+        ]
+        for backend in [*backends, *variants]:
             reps = 21 if not on_cpu else 11 if n <= 300_000 else 5
             r = _run(backend, n, m, reps)
             if r is None:
@@ -391,6 +409,11 @@ def _write(rows: list[dict]) -> None:
         "torch with glibc told to keep freed memory (`MALLOC_MMAP_MAX_=0",
         "MALLOC_TRIM_THRESHOLD_=100000000000`, as jemalloc or tcmalloc do): by default the",
         "87 MB gradient of `x` is a fresh mapping, page-faulted on every backward (~20 ms).",
+        '"jax+inline": JAX with glibc told the same and its CPU programs run on the calling',
+        "thread (`jax_cpu_enable_async_dispatch=False`, as `dmon.cluster` runs them): by",
+        "default a worker thread runs them, and its glibc arena maps every block over 64 MiB",
+        "afresh, such as the one block of a program's temporaries, page-faulted on every",
+        "call; the floors (BCOO) pay it too.",
         "",
     ]
     lines += _table(rows, "peak RSS MiB", lambda r: f"{r['peak_rss_mb']:.0f}")
