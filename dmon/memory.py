@@ -5,10 +5,11 @@ threshold) as a fresh mapping and unmaps it when it is freed. torch's, TensorFlo
 XLA's CPU buffers come straight from malloc, so each training step's large tensors (the
 `N × 64` activations and gradients of an ogbn-arxiv-size graph) are page-faulted in
 again, 4 KiB at a time: a quarter to a third of the epoch at 169k nodes
-(docs/benchmarks.md, "Training"). jemalloc and tcmalloc keep freed memory for reuse, which is why PyTorch's
-CPU tuning guide advises them. `keep_freed_memory` asks glibc for the same while a block
-runs (`mallopt`: no mappings for large blocks, no trimming of the heap), then restores
-glibc's defaults and hands the free memory back to the system (`malloc_trim`).
+(docs/benchmarks.md, "Training"). jemalloc and tcmalloc keep freed memory for reuse,
+which is why PyTorch's CPU tuning guide advises them. `keep_freed_memory` asks glibc for
+the same while a block runs (`mallopt`: no mappings for large blocks, no trimming of the
+heap), then restores glibc's defaults and hands the free memory back to the system
+(`malloc_trim`).
 
 The settings reach the blocks of glibc's main arena: a thread with an arena of its own
 gets every block over 64 MiB as a mapping whatever they say (such an arena grows in
@@ -66,8 +67,10 @@ def keep_freed_memory() -> Iterator[bool]:
     reason (not glibc, a preloaded allocator, settings in the environment). Blocks may
     nest or overlap across threads; the settings hold until the last one ends. The
     process's peak memory can grow by about its largest step's temporaries (+1–8% for
-    `dmon.cluster` at ogbn-arxiv's size). Afterwards glibc's mmap threshold stays
-    where it was but no longer adapts, as after any `mallopt`.
+    `dmon.cluster` at ogbn-arxiv's size), or by a few of them where the heap fragments
+    (a freed block carved for alignment may not fit the next request of the same size).
+    Afterwards glibc's mmap threshold stays where it was but no longer adapts, as after
+    any `mallopt`.
 
         with dmon.memory.keep_freed_memory():
             for epoch in range(epochs):
