@@ -264,21 +264,14 @@ def _torch_csr(torch, ei, w, n):
 # workers, whose glibc arena maps every block over 64 MiB afresh whatever the settings:
 # the "jax+inline" worker also runs programs on the calling thread (as dmon.cluster's
 # engine does; dmon.engines.JaxEngine).
-VARIANTS = {
-    "+keep": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"},
-    "+inline": {
-        "MALLOC_MMAP_MAX_": "0",
-        "MALLOC_TRIM_THRESHOLD_": "100000000000",
-        "DMON_BENCH_INLINE": "1",
-    },
-}
+KEEP_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+VARIANTS = {"": {}, "keep": KEEP_MEMORY, "inline": {**KEEP_MEMORY, "DMON_BENCH_INLINE": "1"}}
 
 
 def _run(backend: str, n: int, m: int, reps: int) -> dict | None:
-    name, plus, variant = backend.partition("+")
+    name, _, variant = backend.partition("+")
     cmd = [sys.executable, __file__, "--worker", name, str(n), str(m), str(reps)]
-    extra = VARIANTS[plus + variant] if plus else {}
-    env = {**os.environ, **extra, "DMON_BENCH_DEVICE": DEVICE}
+    env = {**os.environ, **VARIANTS[variant], "DMON_BENCH_DEVICE": DEVICE}
     if DEVICE == "cpu":
         env["JAX_PLATFORMS"] = "cpu"  # else JAX takes a GPU when there is one
     res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
