@@ -142,13 +142,8 @@ class TorchOps:
         def build() -> _CsrIndex:
             # contiguous: edge_index[0] is a strided view, and searchsorted would copy it
             # (with a warning to the user) on every search otherwise
-            r, c, order = row.contiguous(), col.contiguous(), None
-            # one index dtype for the row pointer and the columns: the CSR is built with
-            # its invariants unchecked, and CUDA read an int64 pointer with int32 columns
-            # (Keras' edge_index) out of bounds. int32 where both are and E fits.
-            small = r.dtype == c.dtype == self.torch.int32 and r.numel() < 2**31
-            if not small:
-                r, c = r.long(), c.long()
+            index_dtype = _index_dtype(self.torch, row.numel(), max(n, m))
+            r, c, order = row.contiguous().to(index_dtype), col.contiguous().to(index_dtype), None
             if r.numel() > 1 and not bool((r[1:] >= r[:-1]).all()):
                 order = self.torch.sort(r, stable=True).indices
                 r, c = r[order], c[order]
@@ -310,6 +305,15 @@ class _Csr:
             )
 
 
+def _index_dtype(torch: Any, edges: int, size: int) -> Any:
+    """The dtype of a CSR's row pointer and columns: int32 wherever `edges` entries of an
+    `size`-wide matrix fit, else int64. MKL's CPU kernels take 32-bit indices and torch
+    converts int64 ones on every product (1.5 ms of a 4.7 ms product at ogbn-arxiv's
+    size). One dtype for both: the CSR is built with its invariants unchecked, and CUDA
+    read an int64 pointer with int32 columns (Keras' edge_index) out of bounds."""
+    return torch.int32 if edges < 2**31 and size < 2**31 else torch.int64
+
+
 def _crow(torch: Any, row: Any, n: int) -> Any:
     """CSR row pointer of sorted row ids: where each row starts (a binary search per row,
     faster than a bincount here), in the row ids' dtype (int32 or int64), which the column
@@ -322,10 +326,14 @@ def _crow(torch: Any, row: Any, n: int) -> Any:
 
 
 def _csr_times(torch: Any, matrix: Any, dense: Any) -> Any:
-    """`matrix @ dense` into an uninitialised result (`beta=0`: never read): `@` zero-fills
-    one and copies it, 1.7 ms of a 7 ms product at ogbn-arxiv's size."""
+    """`matrix @ dense` written straight into an uninitialised result (`beta=0`: never
+    read): `@` zero-fills one and copies it (1.7 ms of a 7 ms product at ogbn-arxiv's
+    size), and `addmm` without `out=` copies its input into a new result first (`out=`
+    only where autograd does not record: a double backward differentiates this)."""
     out = dense.new_empty((matrix.shape[0], *dense.shape[1:]))
-    return torch.addmm(out, matrix, dense, beta=0)
+    if torch.is_grad_enabled() and (dense.requires_grad or matrix.requires_grad):
+        return torch.addmm(out, matrix, dense, beta=0)
+    return torch.addmm(out, matrix, dense, beta=0, out=out)
 
 
 _FUNCTION: Any = None

@@ -494,10 +494,16 @@ def test_a_jax_graph_is_a_jit_argument_before_any_dmon_call() -> None:
 def test_torch_csr_row_pointer_and_columns_share_a_dtype(rows: str, cols: str) -> None:
     """The CSR is built with its invariants unchecked, so its row pointer and column
     indices must have one dtype: on CUDA an int64 pointer with Keras' int32 columns read
-    out of bounds (an illegal memory access on an H200). Checked on the matrix and on its
-    transpose (the general backward), and the product against the dense one."""
+    out of bounds (an illegal memory access on an H200). It is int32 wherever the indices
+    fit (MKL's kernels take 32-bit ones; int64 would be converted on every product), else
+    int64. Checked on the matrix and on its transpose (the general backward), and the
+    product against the dense one."""
     torch = require("torch")
-    from dmon.backends.torch import _Csr
+    from dmon.backends.torch import _Csr, _index_dtype
+
+    assert _index_dtype(torch, 2**31 - 1, 2**31 - 1) == torch.int32
+    assert _index_dtype(torch, 2**31, 10) == torch.int64  # too many edges
+    assert _index_dtype(torch, 10, 2**31) == torch.int64  # too many nodes
 
     from dmon.ops import backend_by_name
 
@@ -514,7 +520,7 @@ def test_torch_csr_row_pointer_and_columns_share_a_dtype(rows: str, cols: str) -
     matrices = [csr.matrix(torch, csr.weight), _Csr(index, None).matrix(torch, csr.weight[perm])]
     for m, want in zip(matrices, (a[0], a[0].T), strict=True):
         assert m.crow_indices().dtype == m.col_indices().dtype
-        assert m.crow_indices().dtype == (torch.int32 if rows == cols == "int32" else torch.int64)
+        assert m.crow_indices().dtype == torch.int32
         dense = np.random.default_rng(1).normal(size=(11, 3))
         np.testing.assert_allclose(
             (m @ torch.from_numpy(dense)).numpy(), want @ dense, rtol=1e-12, atol=1e-12
