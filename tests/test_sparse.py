@@ -562,3 +562,58 @@ def test_an_unweighted_graph_keeps_its_matrix_and_stays_exact(fw: str) -> None:
     weighted = np.zeros_like(a)
     weighted[ei[0], ei[1]] = weights
     check("float64", weighted)
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_tensorflow_keeps_the_converted_matrix_of_the_same_weights(
+    shuffled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A weighted `SparseGraph` reused across eager TensorFlow calls converts its matrix
+    and its transpose once (TensorFlow's tensors are immutable, so the same tensor holds
+    the same weights). On every call the gradients with respect to the logits, `x` and
+    the watched weights equal autodiff of the dense pool on the same directed graph
+    (edges in row order and shuffled); weights assigned to the graph are converted anew."""
+    tf = require("tensorflow")
+    import dmon.backends.tensorflow as tf_backend
+
+    conversions = []
+    to_csr = tf_backend._to_csr
+    monkeypatch.setattr(tf_backend, "_to_csr", lambda *a: conversions.append(a[3]) or to_csr(*a))
+    rng = np.random.default_rng(21)
+    n = 12
+    a = (rng.random((n, n)) < 0.3) * rng.uniform(0.5, 2.0, (n, n))
+    np.fill_diagonal(a, 0)
+    ei, w = _edges(a)
+    if shuffled:
+        order = rng.permutation(ei.shape[1])
+        ei, w = ei[:, order], w[order]
+    x, _, logits, _ = random_batch(8, b=1, n=n)
+    graph = dmon.SparseGraph(tf.constant(ei), tf.constant(w))
+
+    def check(dense: np.ndarray) -> None:
+        lg, xx, dense_t = (tf.Variable(v) for v in (logits[0], x[0], dense))
+        with tf.GradientTape() as tape:
+            tape.watch(graph.edge_weight)
+            got = _objective(xx, graph, lg)
+        with tf.GradientTape() as tape_dense:
+            want = _objective(xx, dense_t, lg)
+        grads = tape.gradient(got, [lg, xx, graph.edge_weight])
+        wants = tape_dense.gradient(want, [lg, xx, dense_t])
+        np.testing.assert_allclose(float(got), float(want), rtol=1e-10)
+        for g, expected in zip(grads[:2], wants[:2], strict=True):
+            np.testing.assert_allclose(g.numpy(), expected.numpy(), rtol=1e-10, atol=1e-12)
+        # the weight of edge (i, j) enters as A_ij: its gradient is the dense one there
+        np.testing.assert_allclose(
+            grads[2].numpy(), wants[2].numpy()[ei[0], ei[1]], rtol=1e-10, atol=1e-12
+        )
+
+    for _ in range(3):
+        check(a)
+    assert conversions == [(n, n), (n, n)]  # A and Aᵀ, on the first call only
+    w2 = rng.uniform(0.5, 2.0, w.shape)
+    graph.edge_weight = tf.constant(w2)
+    a2 = np.zeros_like(a)
+    a2[ei[0], ei[1]] = w2
+    check(a2)
+    check(a2)
+    assert len(conversions) == 4  # the new weights: converted once more, then kept
