@@ -199,3 +199,26 @@ print(float(np.abs(np.asarray(p[0]) - keras.ops.convert_to_numpy(var)).max()))
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert float(proc.stdout.strip().splitlines()[-1]) <= 1e-6
+
+
+@pytest.mark.skipif(not installed("torch"), reason="torch not installed")
+def test_torch_dropout_multiplier_is_unbiased_and_a_function_of_its_seed() -> None:
+    """torch's dropout multiplier (`dmon.engines.torch_keep`): every entry is 0 or
+    `1 / (1 - rate)`; its mean is 1 (inverted dropout keeps the expectation) within five
+    standard errors, in every column; the same seed draws the same mask (a resumed run),
+    another seed another one."""
+    import torch
+
+    from dmon.engines import torch_keep
+
+    shape, rate = (20_000, 8), 0.3
+    keep = torch_keep(torch, shape, rate, 11, "cpu").numpy()
+    assert keep.dtype == np.float32 and keep.shape == shape
+    scale = np.float32(1 / (1 - rate))
+    assert set(np.unique(keep)) == {np.float32(0), scale}
+    # each entry is Bernoulli(1 - rate) times the scale: mean 1, variance rate / (1 - rate)
+    stderr = np.sqrt(rate / (1 - rate) / shape[0])
+    np.testing.assert_array_less(np.abs(keep.mean(axis=0) - 1), 5 * stderr)
+    np.testing.assert_array_equal(torch_keep(torch, shape, rate, 11, "cpu").numpy(), keep)
+    other = torch_keep(torch, shape, rate, 12, "cpu").numpy()
+    assert 0.3 < np.mean(other != keep) < 0.5  # independent masks differ in 2·0.3·0.7 = 42%
