@@ -108,13 +108,15 @@ def test_prepare_chooses_the_form_of_the_gcn_product() -> None:
     dense = load("sbm")
     ei, w = dense.edge_index()
     data = engines.prepare(ei, w, dense.features, 3)
-    assert data.a_hat is None and data.ax is not None and "dense" in data.x
-    # Â X against Â built densely: D^-1/2 (A + I) D^-1/2 X
+    assert data.a_hat is None and data.ax is not None and not data.x
+    # [Â X | X] against Â built densely: D^-1/2 (A + I) D^-1/2 X
     a = dense.adjacency.toarray().astype(np.float64) + np.eye(dense.num_nodes)
     d = a.sum(1) ** -0.5
     want = (d[:, None] * a * d[None, :]) @ dense.features.astype(np.float64)
-    got = data.part.gather(data.ax["dense"])
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    got = data.part.gather(data.ax["stacked"])
+    f = dense.features.shape[1]
+    np.testing.assert_allclose(got[:, :f], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got[:, f:], dense.features.astype(np.float32))
 
 
 def _problem(n: int, cols: int, symmetric: bool, seed: int = 0):
