@@ -98,6 +98,8 @@ def _interleaved(fns: dict, reps: int, sync=lambda: None) -> dict:
         ("fwd_bwd", "fwd", "split"),
         ("fwd_bwd_sym", "fwd", "split_sym"),
         ("fwd_bwd_unw", "fwd_unw", "split_unw"),
+        ("products_fwd_bwd", "products_fwd", "products_split"),
+        ("products_fwd_bwd_sym", "products_fwd", "products_split_sym"),
     ):
         if num in times and den in times:
             out[name] = statistics.median(
@@ -141,10 +143,27 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
         sym = dmon.SparseGraph(eit, wt, symmetric=True)
         unweighted = dmon.SparseGraph(eit)
         a = torch.sparse_csr_tensor(*_torch_csr(torch, eit, wt, n), size=(n, n))
+        order = torch.sort(eit[1], stable=True).indices  # Aᵀ: the edges by column
+        a_t = torch.sparse_csr_tensor(
+            *_torch_csr(torch, eit[[1, 0]][:, order], wt[order], n), size=(n, n)
+        )
         s = torch.softmax(lt, -1)
+        s1 = torch.cat([s, torch.ones_like(s[:, :1])], -1)
+        # cotangents of A [S | 1] and of SᵀX
+        g1, gx = torch.randn(n, C + 1, device=DEVICE), torch.randn(C, F, device=DEVICE)
         result["setup_rss_mb"] = _rss_mb()
         no_grad = torch.no_grad()
         lg, xx = lt.clone().requires_grad_(True), xt.clone().requires_grad_(True)
+        # written into kept results (out=): the products' floor pays no allocation
+        o = [torch.empty(shape, device=DEVICE) for shape in ((n, C + 1), (C, F), (n, C), (n, F))]
+        products = (
+            lambda: torch.addmm(o[0], a, s1, beta=0, out=o[0]),
+            lambda: torch.matmul(s.T, xt, out=o[1]),
+        )
+        products_bwd = (
+            lambda: torch.matmul(xt, gx.T, out=o[2]),
+            lambda: torch.matmul(s, gx, out=o[3]),
+        )
 
         def fwd_bwd(g=graph) -> None:
             lg.grad = xx.grad = None
@@ -158,6 +177,12 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
             "fwd_bwd_sym": lambda: fwd_bwd(sym),
             "fwd_unw": no_grad(lambda: dmon.pool(xt, unweighted, lt)),
             "fwd_bwd_unw": lambda: fwd_bwd(unweighted),
+            **_products(
+                products,
+                products_bwd,
+                lambda: torch.addmm(o[0], a_t, g1, beta=0, out=o[0]),
+                no_grad,
+            ),
         }
     elif backend == "tensorflow":
         import tensorflow as tf
@@ -169,6 +194,14 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
         s = tf.nn.softmax(lt)
 
         lg, xx = tf.Variable(lt), tf.Variable(xt)
+        from tensorflow.python.ops.linalg.sparse import sparse_csr_matrix_ops as csr
+
+        a_csr = csr.CSRSparseMatrix(a)
+        a_t_csr = csr.CSRSparseMatrix(tf.sparse.reorder(tf.sparse.transpose(a)))
+        s1 = tf.concat([s, tf.ones_like(s[:, :1])], -1)
+        g1, gx = tf.random.normal((n, C + 1)), tf.random.normal((C, F))
+        products = (lambda: csr.matmul(a_csr, s1), lambda: tf.matmul(s, xt, transpose_a=True))
+        products_bwd = (lambda: tf.matmul(xt, gx, transpose_b=True), lambda: tf.matmul(s, gx))
 
         sym = dmon.SparseGraph(eit, wt, symmetric=True)
         unweighted = dmon.SparseGraph(eit)
@@ -198,6 +231,7 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
             "floor_bwd": floor_bwd,
             "fwd_unw": lambda: dmon.pool(xt, unweighted, lt),
             "fwd_bwd_unw": lambda: fwd_bwd(unweighted),
+            **_products(products, products_bwd, lambda: csr.matmul(a_t_csr, g1)),
         }
     else:
         import jax
@@ -253,9 +287,24 @@ def worker(backend: str, n: int, m: int, reps: int) -> dict:
     return result
 
 
+def _products(forward: tuple, backward: tuple, transposed, wrap=lambda f: f) -> dict:
+    """The products alone, each call a tuple of results: the forward's (`A [S | 1]`,
+    `Sᵀ X`); with the backward's for a symmetric graph (`X G_xᵀ`, `S G_x`); and for a
+    general one, with `Aᵀ G` too. Their ratio is the floor of dmon's "/ fwd": what it would
+    be if everything else cost nothing."""
+    return {
+        "products_fwd": wrap(lambda: tuple(f() for f in forward)),
+        "products_fwd_bwd_sym": wrap(lambda: tuple(f() for f in (*forward, *backward))),
+        "products_fwd_bwd": wrap(lambda: tuple(f() for f in (*forward, *backward, transposed))),
+    }
+
+
 def _torch_csr(torch, ei, w, n):
+    """torch CSR parts of row-sorted edges, with int32 indices (MKL's; int64 ones are
+    converted on every product)."""
     counts = torch.bincount(ei[0], minlength=n)
-    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]), ei[1], w
+    crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    return crow.int(), ei[1].int(), w
 
 
 # glibc keeps freed memory instead of returning blocks over 32 MiB to the system (see
@@ -376,6 +425,30 @@ def _unweighted_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _products_table(rows: list[dict]) -> list[str]:
+    """The floor of "/ fwd" at arxiv size: the same ratio for the products alone."""
+    lines = [
+        "",
+        "The products alone, at arxiv size, timed in the same rounds: the forward's `A [S | 1]`",
+        "and `Sᵀ X`; forward+backward adds `X G_xᵀ` and `S G_x` (the gradients with respect",
+        "to `S` and `x`; every graph) and, for a general graph, `Aᵀ G` with `Aᵀ` prebuilt.",
+        'Their ratio is the floor of dmon\'s "/ fwd", what it would be if the softmax, the',
+        "losses and every other step cost nothing: the backward makes two `N × F` products",
+        "where the forward makes one, so with F = 128 they outweigh the sparse products.",
+        "",
+        "| backend | products fwd ms | fwd+bwd general ms | / fwd | fwd+bwd symmetric ms | / fwd | dmon / fwd general | dmon / fwd symmetric |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r["N"] == ARXIV[0] and "products_fwd_ms" in r:
+            lines.append(
+                f"| {r['backend']} | {_fmt(r['products_fwd_ms'])} | {_fmt(r['products_fwd_bwd_ms'])} | "
+                f"{_fmt(r['products_split'], 2)} | {_fmt(r['products_fwd_bwd_sym_ms'])} | "
+                f"{_fmt(r['products_split_sym'], 2)} | {_fmt(r.get('split'), 2)} | {_fmt(r.get('split_sym'), 2)} |"
+            )
+    return lines
+
+
 def _write(rows: list[dict]) -> None:
     sys.path.insert(0, str(HERE))
     from report import write_section
@@ -410,6 +483,7 @@ def _write(rows: list[dict]) -> None:
         "",
     ]
     lines += _table(rows, "peak RSS MiB", lambda r: f"{r['peak_rss_mb']:.0f}")
+    lines += _products_table(rows)
     lines += _unweighted_table(rows)
     lines += [
         "",
