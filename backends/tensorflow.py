@@ -256,10 +256,11 @@ class _CsrIndex:
 
 
 class _Converted:
-    """The `CSRSparseMatrix` of `A` and of `Aᵀ` for one eager tensor of weights, each
-    built on first use and kept with the graph: both conversions (4.5 ms, and 10 ms with
-    the gather into the transpose's order, at ogbn-arxiv's size) are made once for every
-    call that passes the same tensor."""
+    """The `CSRSparseMatrix` of `A` and of `Aᵀ`, each built on first use. For one eager
+    tensor of weights (`weight`) it is kept with the graph: both conversions (4.5 ms, and
+    10 ms with the gather into the transpose's order, at ogbn-arxiv's size) are made once
+    for every call that passes the same tensor; otherwise (`weight` None) it lives for
+    one call."""
 
     __slots__ = ("forward", "transpose", "weight")
 
@@ -270,8 +271,8 @@ class _Converted:
 
 
 class _Csr:
-    """A CSR matrix of this call: a (cached) index, its values in row order and, for the
-    weights of an eager tensor, the converted matrices kept with the graph."""
+    """A CSR matrix of this call: a (cached) index, its values in row order and its
+    converted matrices (for the weights of an eager tensor, those kept with the graph)."""
 
     __slots__ = ("converted", "index", "symmetric", "values")
 
@@ -279,13 +280,12 @@ class _Csr:
         self, index: _CsrIndex, values: Any, symmetric: bool, converted: _Converted | None
     ) -> None:
         self.index, self.values, self.symmetric = index, values, symmetric
-        self.converted = converted  # None: a variable's or a traced value, per call
+        # a variable's or a traced value: converted for this call alone
+        self.converted = converted if converted is not None else _Converted(None)
 
     def forward(self, tf: Any, values: Any) -> Any:
         """`A` as a `CSRSparseMatrix` (`values`: the tape's read of this call's values)."""
         kept = self.converted
-        if kept is None:
-            return _to_csr(tf, self.index.indices, values, self.index.shape)
         if kept.forward is None:
             kept.forward = _to_csr(tf, self.index.indices, values, self.index.shape)
         return kept.forward
@@ -293,8 +293,6 @@ class _Csr:
     def transposed(self, tf: Any, values: Any) -> Any:
         """`Aᵀ` as a `CSRSparseMatrix`, for the gradient with respect to the dense operand."""
         kept = self.converted
-        if kept is None:
-            return self.index.transposed_matrix(tf, values)
         if kept.transpose is None:
             kept.transpose = self.index.transposed_matrix(tf, values)
         return kept.transpose
