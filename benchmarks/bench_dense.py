@@ -180,7 +180,7 @@ def main() -> None:
         "the only O(N²) operand, so the saving grows with N; the rest of the layer (the",
         "MLP, the softmax, `SᵀX`) costs both the same. With `symmetric=True` the backward",
         "does not read it at all: the gradient with respect to `S`, `(AS)(G + Gᵀ)`, comes",
-        "from `SᵀA`, which the forward holds (`dmon.symmetric`), so forward+backward reads",
+        "from `SᵀA`, which the forward holds (`dmon.node_sums`), so forward+backward reads",
         "`A` once where autodiff reads it twice and PyG three times.",
         "",
         "`SᵀA` alone is the one product of the adjacency that any forward must make",

@@ -52,7 +52,7 @@ def _model_bytes(n_pad_total: int, parts: int, symmetric: bool = True) -> int:
     """Bytes per step and process from docs/distributed.md: the all-gather of S (each
     process receives (P-1)/P of N·k floats) and, for a directed graph only, its
     reduce-scatter in the backward (a symmetric graph's backward has none:
-    dmon.symmetric), the all-reduce of the C×(2C+1+hidden)+1 sums (a ring: 2(P-1)/P of
+    dmon.node_sums), the all-reduce of the C×(2C+1+hidden)+1 sums (a ring: 2(P-1)/P of
     them), and the all-reduce of the parameter gradients (JAX: the transpose of the
     replicated parameters; torch: `sum_gradients`). The benchmark's graph is undirected."""
     if parts == 1:

@@ -471,7 +471,7 @@ def _write(rows: list[dict]) -> None:
         "(softmax, `Sᵀ X` over 128 features, the degrees, the three losses). Peak RSS is the",
         'whole process (framework, data, gradients). "symmetric": the same graph as',
         "`SparseGraph(..., symmetric=True)`, whose backward has no sparse product",
-        '(`dmon.symmetric`); "/ fwd" is forward+backward over forward. "torch+keep":',
+        '(`dmon.node_sums`); "/ fwd" is forward+backward over forward. "torch+keep":',
         "torch with glibc told to keep freed memory (`MALLOC_MMAP_MAX_=0",
         "MALLOC_TRIM_THRESHOLD_=100000000000`, as jemalloc or tcmalloc do): by default the",
         "87 MB gradient of `x` is a fresh mapping, page-faulted on every backward (~20 ms).",

@@ -2,28 +2,59 @@
 and JAX.
 
 `import dmon` imports no deep-learning framework: the backend serving a call is picked
-from the type of its input arrays (see `dmon.ops`).
+from the type of its input arrays (see `dmon.ops`). The public API is `__all__`: the
+functions and classes below, and the submodules in `SUBMODULES`, each loaded on first
+use as `dmon.<name>` (`dmon.data`, `dmon.training`, `dmon.parity`, ...).
 """
 
-from dmon.graph import gcn_normalize, gcn_normalize_sparse, spmm
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from dmon.adjacency import gcn_normalize, gcn_normalize_sparse, spmm
+from dmon.objective import DMoNOutput
 from dmon.ops import available_backends, get_backend
-from dmon.pooling import DMoNOutput, cluster_loss, orthogonality_loss, pool, spectral_loss
+from dmon.pooling import cluster_loss, orthogonality_loss, pool, spectral_loss
 from dmon.sparse_graph import SparseGraph
+from dmon.version import __version__
 
-__version__ = "0.1.0"
+SUBMODULES = (
+    "adjacency",
+    "checkpoint",
+    "data",
+    "distributed",
+    "files",
+    "layers",
+    "memory",
+    "metrics",
+    "node_sums",
+    "objective",
+    "ops",
+    "parity",
+    "partition",
+    "plots",
+    "pooling",
+    "training",
+)
+"""The public submodules. `dmon.layers.torch` and `dmon.layers.keras` import their
+framework; `dmon.plots` imports matplotlib; the others import none."""
 
 
-def __getattr__(name: str) -> object:
-    # The clustering job (SciPy, Keras) loads on first use, not with `import dmon`.
+def __getattr__(name: str) -> Any:
+    # The clustering job (SciPy, Keras) and the submodules load on first use, not with
+    # `import dmon`.
     if name == "cluster":
-        from dmon.train import cluster
+        from dmon.training import cluster
 
         return cluster
-    if name in ("data", "metrics", "train"):
-        import importlib
-
+    if name in SUBMODULES:
         return importlib.import_module(f"dmon.{name}")
     raise AttributeError(f"module 'dmon' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [
@@ -40,4 +71,5 @@ __all__ = [
     "pool",
     "spectral_loss",
     "spmm",
+    *SUBMODULES,
 ]

@@ -1,8 +1,8 @@
 """The small array-ops interface every backend implements, and dispatch by input type.
 
 The core (`dmon.pooling`) is written once against `ArrayOps`. A backend is one
-class in `backends/<name>.py` (installed as `dmon.backends.<name>`) that imports its
-framework lazily and implements every op below. Which backend serves a call is decided by
+class in `backends/<name>/ops.py` (installed as `dmon.backends.<name>.ops`) that imports
+its framework lazily and implements every op below. Which backend serves a call is decided by
 the *type* of the input arrays, looking only at frameworks that are already imported
 (`sys.modules`), so `import dmon` never imports a framework and a JAX user never needs
 torch. The answer is cached per type.
@@ -14,13 +14,48 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 Array = Any
 """A framework array: `numpy.ndarray`, `torch.Tensor`, `tf.Tensor` or `jax.Array`."""
 
 FLOATING = ("float16", "bfloat16", "float32", "float64")
 HALF = ("float16", "bfloat16")
+
+
+class Edges(NamedTuple):
+    """A sparse `(n, width)` matrix as its entries, and what a backend may assume and keep
+    when it builds its own form of it (`ArrayOps.sparse_matrix`)."""
+
+    row: Array
+    """`(E,)` integer row of every entry."""
+    col: Array
+    """`(E,)` integer column of every entry."""
+    weight: Array
+    """`(E,)` floating values; duplicates are summed. Differentiable unless `constant`."""
+    n: int
+    """Rows."""
+    cols: int | None = None
+    """Columns (default `n`): a shard holds `n` rows of a graph of `cols` nodes."""
+    cache: dict[str, Any] | None = None
+    """A `SparseGraph`'s (or `Shard`'s) own store: index structures derived from `row` and
+    `col` may be kept there across calls (`dmon.sparse_graph.remembered`), only for
+    concrete (not traced) arrays; weights only when `constant`."""
+    symmetric: bool = False
+    """The caller promises `A = Aᵀ`: a backward may multiply by `A` instead of `Aᵀ`."""
+    constant: bool = False
+    """The weights are constants that never need a gradient (a trainer's graph, the ones
+    of an unweighted `SparseGraph`): the whole matrix, weights included, may be kept in
+    `cache` (TensorFlow keeps its `CSRSparseMatrix` and its transpose; torch the weights
+    in CSR order and in its transpose's)."""
+    slots: int = 0
+    """The first `slots · n` entries are in slot order (`dmon.partition.slotted`); a
+    backend may multiply them as `slots` gathers (JAX does)."""
+
+    @property
+    def width(self) -> int:
+        """Columns: `cols`, else `n`."""
+        return self.n if self.cols is None else self.cols
 
 
 @runtime_checkable
@@ -154,32 +189,11 @@ class ArrayOps(Protocol):
         by the caller); differentiable in `weight` where the framework allows."""
         ...
 
-    def sparse_matrix(
-        self,
-        row: Array,
-        col: Array,
-        weight: Array,
-        n: int,
-        cache: dict[str, Any] | None = None,
-        cols: int | None = None,
-        symmetric: bool = False,
-        constant: bool = False,
-        slots: int = 0,
-    ) -> Any:
-        """An `(n, cols)` matrix (`cols` defaults to `n`; a shard holds `n` rows of a
-        graph of `cols` nodes; `symmetric`: the caller promises `A = Aᵀ`, so a backward
-        may multiply by `A` instead of `Aᵀ`) in the form this framework multiplies fastest (CSR in torch and SciPy,
-        `SparseTensor` in TensorFlow; the COO triple where only a segment sum compiles).
-        Built once per call, at the boundary. `cache` (a `SparseGraph`'s own) may keep
-        index structures (never weights, which may carry gradients) across calls, through
-        `dmon.sparse_graph.remembered`, and only for concrete (not traced) arrays.
-        `constant`: the weights are constants that never need a gradient (a trainer's
-        graph, the ones of an unweighted `SparseGraph`), so the whole matrix, weights
-        included, may be kept in `cache` (TensorFlow keeps its `CSRSparseMatrix` and its
-        transpose, whose conversions are per-step ops; torch the weights in CSR order and
-        in its transpose's).
-        `slots`: the first `slots · n` edges are in slot order (`dmon.partition.slotted`);
-        a backend may multiply them as `slots` gathers (JAX does)."""
+    def sparse_matrix(self, edges: Edges) -> Any:
+        """`edges` as a matrix in the form this framework multiplies fastest (CSR in
+        torch and SciPy, a `CSRSparseMatrix` in TensorFlow; the COO triple where only a
+        segment sum compiles). Built once per call, at the boundary; what `edges.cache`
+        may keep across calls is said in `Edges`."""
         ...
 
     def spmm(self, matrix: Any, dense: Array) -> Array:
@@ -227,6 +241,7 @@ _CLASS_NAMES = {
     "jax": "JaxOps",
     "numpy": "NumpyOps",
 }
+"""The `ArrayOps` class in each backend's `dmon.backends.<name>.ops`."""
 _instances: dict[str, ArrayOps] = {}
 _type_cache: dict[type, ArrayOps] = {}
 
@@ -248,7 +263,7 @@ def backend_by_name(name: str) -> ArrayOps:
                 f"backend {name!r} needs the {_BACKENDS[name]!r} package, which is not "
                 f"installed: pip install 'dmon[{name}]'"
             )
-        module = importlib.import_module(f"dmon.backends.{name}")
+        module = importlib.import_module(f"dmon.backends.{name}.ops")
         _instances[name] = getattr(module, _CLASS_NAMES[name])()
     return _instances[name]
 

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from dmon.ops import FLOATING, Array, ArrayOps
+from dmon.ops import FLOATING, Array, ArrayOps, Edges
 from dmon.sparse_graph import SparseGraph
 from dmon.validation import fmt_shape
 
@@ -33,7 +33,8 @@ class SparseAdjacency(NamedTuple):
     max_nodes: int
 
 
-def is_sparse(ops: ArrayOps, adj: object) -> bool:
+def is_sparse_adjacency(ops: ArrayOps, adj: object) -> bool:
+    """A `SparseGraph` or a native sparse matrix of `ops`' framework (or SciPy's)."""
     return isinstance(adj, SparseGraph) or ops.is_sparse(adj)
 
 
@@ -65,7 +66,9 @@ def to_adjacency(
     # built from them, with its transpose (nothing to differentiate)
     constant = isinstance(adj, SparseGraph) and adj.edge_weight is None
     return SparseAdjacency(
-        ops.sparse_matrix(row, col, weight, n, cache, symmetric=symmetric, constant=constant),
+        ops.sparse_matrix(
+            Edges(row, col, weight, n, cache=cache, symmetric=symmetric, constant=constant)
+        ),
         batch,
         slots,
         num_graphs,

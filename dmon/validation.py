@@ -41,7 +41,7 @@ def _same(a: int | None, b: int | None) -> bool:
     return a is None or b is None or a == b
 
 
-def prepare(
+def batch_inputs(
     ops: ArrayOps,
     where: str,
     x: Array | None = None,

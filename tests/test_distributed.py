@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 from helpers import installed
 
+from dmon.ops import Edges
 from dmon.partition import partition
 
 HERE = Path(__file__).parent
@@ -181,10 +182,10 @@ def test_jax_product_of_a_slotted_partition_matches_the_plain_one(parts: int) ->
     for q in range(parts):
         want = _dense_rows(p, q, parts * p.block) @ h
         for part in (p, s):
-            matrix = ops.sparse_matrix(
+            matrix = ops.sparse_matrix(Edges(
                 *(jax.numpy.asarray(a[q]) for a in (part.row, part.col, part.weight.astype(np.float32))),
                 p.block, cols=parts * p.block, slots=part.slots,
-            )  # fmt: skip
+            ))  # fmt: skip
             got = ops.spmm(matrix, jax.numpy.asarray(h))
             np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-4)
 

@@ -9,7 +9,7 @@ import pytest
 from helpers import assert_close, to_backend
 from oracle import random_batch
 
-import dmon.graph
+import dmon.adjacency
 
 
 def _brute(a: np.ndarray, self_loops: bool = True) -> np.ndarray:
@@ -24,12 +24,12 @@ def _brute(a: np.ndarray, self_loops: bool = True) -> np.ndarray:
 def test_gcn_normalize_matches_formula(backend: str, self_loops: bool) -> None:
     _, a, _, _ = random_batch(2, b=2, n=9)
     a[1, 3, :] = a[1, :, 3] = 0.0  # an isolated node (zero row without self-loops)
-    got = dmon.graph.gcn_normalize(to_backend(backend, a), add_self_loops=self_loops)
+    got = dmon.adjacency.gcn_normalize(to_backend(backend, a), add_self_loops=self_loops)
     assert_close(got, np.stack([_brute(g, self_loops) for g in a]), "float64")
-    one = dmon.graph.gcn_normalize(to_backend(backend, a[0]), add_self_loops=self_loops)
+    one = dmon.adjacency.gcn_normalize(to_backend(backend, a[0]), add_self_loops=self_loops)
     assert_close(one, _brute(a[0], self_loops), "float64")
 
 
 def test_gcn_normalize_rejects_bad_adjacency() -> None:
     with pytest.raises(ValueError, match=r"dmon.gcn_normalize: `adj` must be square"):
-        dmon.graph.gcn_normalize(np.zeros((3, 4)))
+        dmon.adjacency.gcn_normalize(np.zeros((3, 4)))

@@ -63,7 +63,7 @@ _N, _F = 65_600, 128
 def test_large_torch_product_is_exact_and_fresh():
     torch = require("torch")
     ops = backend_by_name("torch")
-    from dmon.backends.torch import _large_cpu_result
+    from dmon.backends.torch.ops import _large_cpu_result
 
     s, g = _rng.random((1, _N, 16)), _rng.normal(size=(1, 16, _F))
     with torch.no_grad():
@@ -113,7 +113,7 @@ def test_large_product_path_under_torch_func_and_inference(monkeypatch):
     wrapped tensors cannot take `out=`) and inference mode still give the products and
     their gradient exactly."""
     torch = require("torch")
-    import dmon.backends.torch as backend
+    import dmon.backends.torch.ops as backend
 
     monkeypatch.setattr(backend, "_LARGE_BYTES", 0)
     ops = backend_by_name("torch")

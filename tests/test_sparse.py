@@ -22,6 +22,7 @@ from helpers import (
 from oracle import random_batch
 
 import dmon
+from dmon.ops import Edges
 
 
 def _edges(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -443,10 +444,10 @@ def test_constant_matrix_product_and_its_gradient(fw: str, symmetric: bool) -> N
     cache: dict = {}
 
     def product(dense):
-        matrix = ops.sparse_matrix(
+        matrix = ops.sparse_matrix(Edges(
             to_backend(fw, row), to_backend(fw, col), to_backend(fw, a[row, col]), n,
-            cache, m, symmetric=symmetric, constant=True,
-        )  # fmt: skip
+            m, cache, symmetric=symmetric, constant=True,
+        ))  # fmt: skip
         return ops.sum(ops.spmm(matrix, dense) * to_backend(fw, g), axis=(0, 1))
 
     for fn in (product, compiled(fw, product) if fw != "tensorflow" else None):
@@ -499,11 +500,11 @@ def test_torch_csr_row_pointer_and_columns_share_a_dtype(rows: str, cols: str) -
     int64. Checked on the matrix and on its transpose (the general backward), and the
     product against the dense one."""
     torch = require("torch")
-    from dmon.backends.torch import _Csr, _index_dtype
+    from dmon.backends.torch.csr import Csr, index_dtype
 
-    assert _index_dtype(torch, 2**31 - 1, 2**31 - 1) == torch.int32
-    assert _index_dtype(torch, 2**31, 10) == torch.int64  # too many edges
-    assert _index_dtype(torch, 10, 2**31) == torch.int64  # too many nodes
+    assert index_dtype(torch, 2**31 - 1, 2**31 - 1) == torch.int32
+    assert index_dtype(torch, 2**31, 10) == torch.int64  # too many edges
+    assert index_dtype(torch, 10, 2**31) == torch.int64  # too many nodes
 
     from dmon.ops import backend_by_name
 
@@ -515,9 +516,9 @@ def test_torch_csr_row_pointer_and_columns_share_a_dtype(rows: str, cols: str) -
     ops = backend_by_name("torch")
     row = torch.from_numpy(ei[0]).to(getattr(torch, rows))
     col = torch.from_numpy(ei[1]).to(getattr(torch, cols))
-    csr = ops.sparse_matrix(row, col, torch.from_numpy(w), 11)
+    csr = ops.sparse_matrix(Edges(row, col, torch.from_numpy(w), 11))
     index, perm = csr.index.transpose(torch)
-    matrices = [csr.matrix(torch, csr.weight), _Csr(index, None).matrix(torch, csr.weight[perm])]
+    matrices = [csr.matrix(torch, csr.weight), Csr(index, None).matrix(torch, csr.weight[perm])]
     for m, want in zip(matrices, (a[0], a[0].T), strict=True):
         assert m.crow_indices().dtype == m.col_indices().dtype
         assert m.crow_indices().dtype == torch.int32
@@ -574,7 +575,7 @@ def test_tensorflow_keeps_the_converted_matrix_of_the_same_weights(
     the watched weights equal autodiff of the dense pool on the same directed graph
     (edges in row order and shuffled); weights assigned to the graph are converted anew."""
     tf = require("tensorflow")
-    import dmon.backends.tensorflow as tf_backend
+    import dmon.backends.tensorflow.csr as tf_backend
 
     conversions = []
     to_csr = tf_backend._to_csr

@@ -1,4 +1,4 @@
-"""The symmetric-adjacency gradient rule (`dmon.symmetric`): its hand-written gradients
+"""The symmetric-adjacency gradient rule (`dmon.node_sums`): its hand-written gradients
 against autodiff of the plain formula, and every path that uses it (`pool(...,
 symmetric=True)`, `SparseGraph(symmetric=True)`, `shard_pool` of a symmetric shard)
 against the general path's values and autodiff gradients, eager and compiled."""
@@ -14,7 +14,7 @@ from oracle import random_batch
 
 import dmon
 from dmon.ops import backend_by_name
-from dmon.symmetric import node_sums, row_products
+from dmon.node_sums import node_sums, row_products
 
 _rng = np.random.default_rng(7)
 

@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 from helpers import installed
 
+from dmon.ops import Edges
+
 HERE = Path(__file__).parent
 EPOCHS = 60
 
@@ -143,7 +145,7 @@ def test_torch_sparse_product_gradients_equal_autodiff_of_the_dense_one(
     dense_s = torch.tensor(s, requires_grad=True)
     g = torch.tensor(np.random.default_rng(1).normal(size=(n, 5)))
     m = ops.sparse_matrix(
-        torch.as_tensor(row), torch.as_tensor(col), weight, n, {}, cols, symmetric=symmetric
+        Edges(torch.as_tensor(row), torch.as_tensor(col), weight, n, cols, {}, symmetric)
     )
     out = ops.spmm(m, dense_s)
     np.testing.assert_allclose(out.detach().numpy(), a @ s, rtol=1e-12, atol=1e-12)
@@ -169,7 +171,7 @@ def test_tensorflow_sparse_product_gradients_equal_autodiff_of_the_dense_one(
     weight, dense_s = tf.Variable(w), tf.Variable(s)
     g = tf.constant(np.random.default_rng(1).normal(size=(n, 5)))
     with tf.GradientTape() as tape:
-        m = ops.sparse_matrix(tf.constant(row), tf.constant(col), weight, n, {}, cols)
+        m = ops.sparse_matrix(Edges(tf.constant(row), tf.constant(col), weight, n, cols, {}))
         total = tf.reduce_sum(ops.spmm(m, dense_s) * g)
     got = tape.gradient(total, [weight, dense_s])
     np.testing.assert_allclose(ops.spmm(m, tf.constant(s)).numpy(), a @ s, rtol=1e-12)

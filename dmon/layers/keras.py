@@ -13,9 +13,10 @@ import keras
 import numpy as np
 from keras import ops as K
 
-from dmon.graph import gcn_normalize, gcn_normalize_sparse, spmm
+from dmon.adjacency import gcn_normalize, gcn_normalize_sparse, spmm
+from dmon.checks import check_argument, check_resolution
 from dmon.ops import get_backend
-from dmon.pooling import check_resolution, pool, zero_masked_rows
+from dmon.pooling import pool, zero_masked_rows
 from dmon.sparse_graph import SparseGraph
 
 _PACKAGE = "dmon"
@@ -140,7 +141,7 @@ class GCNConv(keras.layers.Layer):
     """Graph convolution of the DMoN paper's encoder (google-research `gcn.py`), dense.
 
     `out = activation((X W) ⊙ w_skip + Â (X W) + b)` with `Â = D^-1/2 (A + I) D^-1/2`
-    (`dmon.graph.gcn_normalize`) and a learnable per-channel skip weight `w_skip`
+    (`dmon.adjacency.gcn_normalize`) and a learnable per-channel skip weight `w_skip`
     (initialised to ones). Inputs `[x, adj]`: `x` `(B, N, F)` or `(N, F)`, `adj` the raw
     adjacency `(B, N, N)` or `(N, N)`; output `(B, N, units)` (or `(N, units)`).
 
@@ -275,17 +276,13 @@ class DMoNPooling(keras.layers.Layer):
         super().__init__(**kwargs)
         self.resolution = check_resolution("DMoNPooling", resolution)
         self.symmetric = bool(symmetric)
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
-            raise ValueError(
-                f"DMoNPooling: `k` (number of clusters) must be an int >= 2; got {k!r}"
-            )
+        check_argument("DMoNPooling", "k", k)
         units = list(mlp_units)
         if not all(
             isinstance(u, int | np.integer) and not isinstance(u, bool) and u >= 1 for u in units
         ):
             raise ValueError(f"DMoNPooling: `mlp_units` must be positive ints; got {mlp_units!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"DMoNPooling: `dropout` must be in [0, 1); got {dropout!r}")
+        check_argument("DMoNPooling", "dropout", dropout)
         for name, w in (
             ("spectral_weight", spectral_weight),
             ("collapse_regularization", collapse_regularization),

@@ -11,7 +11,8 @@ import itertools
 import torch
 from torch import Tensor
 
-from dmon.pooling import DMoNOutput, check_resolution, pool, zero_masked_rows
+from dmon.checks import check_argument, check_resolution
+from dmon.pooling import DMoNOutput, pool, zero_masked_rows
 
 
 class MLP(torch.nn.Module):
@@ -89,10 +90,8 @@ class DMoNPooling(torch.nn.Module):
             isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in channels
         ):
             raise ValueError(f"channels must be positive ints; got {channels!r}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive int (number of clusters); got {k!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout}")
+        check_argument("DMoNPooling", "k", k)
+        check_argument("DMoNPooling", "dropout", dropout)
         self.mlp = MLP([*channels, k])
         self.dropout = dropout
         self.resolution = check_resolution("DMoNPooling", resolution)

@@ -3,12 +3,12 @@ each backend's largest difference from the NumPy float64 reference, and timings.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import numpy as np
 
+from dmon.environment import quiet_tensorflow
 from dmon.ops import available_backends, backend_by_name
 from dmon.pooling import pool, spectral_loss
 
@@ -30,7 +30,7 @@ def planted_partition(
 
 def compare(reps: int = 20) -> list[dict[str, Any]]:
     """One row per (backend, dtype): losses, max |Δ| of s/x/adj vs NumPy float64, ms."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_tensorflow()
     a, x, logits, _ = planted_partition()
     ref = pool(x, a, logits)
     if "jax" in available_backends():

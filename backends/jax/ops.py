@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from dmon.backends._numpy_api import NumpyApiOps
+from dmon.backends.array_api import NumpyApiOps
 
+from dmon.ops import Edges
 from dmon.sparse_graph import register_jax_pytree
 
 
@@ -83,21 +84,10 @@ class JaxOps(NumpyApiOps):
             )
         return x.indices[:, 0], x.indices[:, 1], x.data, tuple(x.shape)
 
-    def sparse_matrix(
-        self,
-        row: Any,
-        col: Any,
-        weight: Any,
-        n: int,
-        cache: dict[str, Any] | None = None,
-        cols: int | None = None,
-        symmetric: bool = False,
-        constant: bool = False,
-        slots: int = 0,
-    ) -> Any:
+    def sparse_matrix(self, edges: Edges) -> Any:
         # A gather and a segment sum: what BCOO's matmul lowers to on CPU, and it jits;
         # for edges in slot order, a gather per slot first (XLA:CPU's scatter is serial)
-        return (row, col, weight, n, slots)
+        return (edges.row, edges.col, edges.weight, edges.n, edges.slots)
 
     def spmm(self, matrix: Any, dense: Any) -> Any:
         row, col, weight, n, slots = matrix

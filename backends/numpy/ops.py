@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from dmon.backends._numpy_api import NumpyApiOps
+from dmon.backends.array_api import NumpyApiOps
 
 from dmon.constants import SELU_ALPHA, SELU_SCALE
+from dmon.ops import Edges
 from dmon.sparse_graph import remembered
 
 
@@ -65,24 +66,15 @@ class NumpyOps(NumpyApiOps):
             tuple(int(d) for d in x.shape),
         )
 
-    def sparse_matrix(
-        self,
-        row: Any,
-        col: Any,
-        weight: Any,
-        n: int,
-        cache: dict[str, Any] | None = None,
-        cols: int | None = None,
-        symmetric: bool = False,
-        constant: bool = False,
-        slots: int = 0,
-    ) -> Any:
+    def sparse_matrix(self, edges: Edges) -> Any:
         from scipy import sparse
 
         # CSR straight from rows-sorted edges (a stable sort only if unsorted): SciPy's
         # COO route sorts every row's columns, which costs more than the product.
         # Duplicate entries are summed by the product. The index (row pointer, columns,
         # sort order) is cached on the SparseGraph, as in the torch backend; weights not.
+        row, col, weight, n = edges.row, edges.col, edges.weight, edges.n
+
         def build() -> tuple[Any, Any, Any]:
             r, c, order = row, col, None
             if r.size > 1 and bool(self.np.any(r[1:] < r[:-1])):
@@ -90,9 +82,9 @@ class NumpyOps(NumpyApiOps):
                 r, c = r[order], c[order]
             return self.np.searchsorted(r, self.np.arange(n + 1)), c, order
 
-        indptr, col, order = remembered(cache, f"scipy-csr-{n}", build)
+        indptr, col, order = remembered(edges.cache, f"scipy-csr-{n}", build)
         weight = weight if order is None else weight[order]
-        return sparse.csr_matrix((weight, col, indptr), shape=(n, n if cols is None else cols))
+        return sparse.csr_matrix((weight, col, indptr), shape=(n, edges.width))
 
     def spmm(self, matrix: Any, dense: Any) -> Any:
         return self.np.asarray(matrix @ dense)

@@ -9,7 +9,7 @@ from dmon.dispatch import resolve
 from dmon.ops import FLOATING, HALF, Array
 from dmon.sparse import edges, to_adjacency
 from dmon.sparse_graph import SparseGraph
-from dmon.validation import fmt_shape, prepare
+from dmon.validation import batch_inputs, fmt_shape
 
 
 def gcn_normalize(adj: Array, *, add_self_loops: bool = True, backend: str | None = None) -> Array:
@@ -29,7 +29,7 @@ def gcn_normalize(adj: Array, *, add_self_loops: bool = True, backend: str | Non
         computed in float32).
     """
     ops, args = resolve("dmon.gcn_normalize", {"adj": adj}, backend, required=("adj",))
-    batch = prepare(ops, "dmon.gcn_normalize", adj=args["adj"])
+    batch = batch_inputs(ops, "dmon.gcn_normalize", adj=args["adj"])
     a = batch.arrays["adj"]
     if add_self_loops:
         a = a + ops.eye(ops.shape(a)[-1], like=a)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""The jax backend: its array ops, training engine and test hooks."""

@@ -1,0 +1,1 @@
+"""The tensorflow backend: its array ops, training engine and test hooks."""

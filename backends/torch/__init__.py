@@ -1,0 +1,1 @@
+"""The torch backend: its array ops, training engine and test hooks."""

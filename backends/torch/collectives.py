@@ -1,0 +1,97 @@
+"""torch's side of node sharding: collectives over a `torch.distributed` process group
+(torchrun; gloo on CPU, NCCL on GPU) and a shard of a partition as tensors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dmon.distributed import Shard
+from dmon.partition import Partition
+
+
+class TorchCollectives:
+    """Collectives over a `torch.distributed` process group, with autograd.
+
+    `all_gather` is `torch.distributed.nn.functional.all_gather` (its backward sums the
+    gradients of every rank's copy: a reduce-scatter). `all_sum` is an all-reduce whose
+    backward passes the gradient through unchanged, as JAX's `psum` of a value every
+    device then uses alike: every rank computes the same loss from the sum, so each
+    rank's upstream gradient already is the full one (torch's own `all_reduce` backward
+    would sum the `P` equal copies and scale every gradient by `P`). Hence: use the
+    output of `all_sum` identically on every rank, and sum the ranks' parameter
+    gradients (`sum_gradients`)."""
+
+    def __init__(self, group: Any = None) -> None:
+        import torch.distributed as dist
+        import torch.distributed.nn.functional as fn
+
+        self.group = group
+        self._dist, self._fn = dist, fn
+
+    def all_gather(self, x: Any) -> Any:
+        import warnings
+
+        import torch
+
+        with warnings.catch_warnings():
+            # deprecated in favour of a private module (torch 2.13); its backward is the
+            # reduce-scatter (alltoall on gloo) this needs
+            warnings.simplefilter("ignore", FutureWarning)
+            parts = self._fn.all_gather(x, group=self.group)
+        return torch.cat(parts, dim=0)
+
+    def all_sum(self, x: Any) -> Any:
+        return _replicated_sum().apply(x, self.group)
+
+    def sum_gradients(self, params: list[Any]) -> None:
+        """Replace every `p.grad` by its sum over the ranks (each rank holds the part of
+        the gradient from its own nodes), in one all-reduce of all of them."""
+        import torch
+
+        grads = [p.grad for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        self._dist.all_reduce(flat, group=self.group)
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+
+_REPLICATED_SUM: Any = None
+
+
+def _replicated_sum() -> Any:
+    global _REPLICATED_SUM
+    if _REPLICATED_SUM is None:
+        import torch
+        import torch.distributed as dist
+
+        class ReplicatedSum(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx: Any, x: Any, group: Any) -> Any:
+                out = x.clone(memory_format=torch.contiguous_format)
+                dist.all_reduce(out, group=group)
+                return out
+
+            @staticmethod
+            def backward(ctx: Any, grad: Any) -> Any:
+                return grad, None
+
+        _REPLICATED_SUM = ReplicatedSum
+    return _REPLICATED_SUM
+
+
+def torch_shard(part: Partition, rank: int, device: Any = None, dtype: Any = None) -> Shard:
+    """Shard `rank` of `part` as torch tensors (for a process of a torchrun job)."""
+    import torch
+
+    a = part.shard(rank)
+    return Shard(
+        torch.as_tensor(a["row"], dtype=torch.int64, device=device),
+        torch.as_tensor(a["col"], dtype=torch.int64, device=device),
+        torch.as_tensor(a["weight"], dtype=dtype or torch.float32, device=device),
+        torch.as_tensor(a["valid"], device=device),
+        torch.as_tensor(a["batch"], dtype=torch.int64, device=device),
+        part.num_graphs,
+        padded=part.padded,
+    )

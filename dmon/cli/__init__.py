@@ -1,0 +1,200 @@
+"""The `dmon` command: `dmon cluster`, `dmon parity`, `dmon info`.
+
+Errors a user can cause (missing file, bad format, k larger than the graph, unknown or
+missing backend) end with one line on stderr and exit status 2, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import NoReturn
+
+from dmon.cli.cluster import cmd_cluster
+from dmon.cli.common import UsageError, one_line
+from dmon.cli.parity import cmd_info, cmd_parity
+from dmon.version import __version__
+
+__all__ = ["UsageError", "main", "parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other
+    error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="dmon",
+        description="DMoN graph pooling and clustering on PyTorch, TensorFlow, JAX and NumPy.",
+    )
+    p.add_argument("--version", action="version", version=f"dmon {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser(
+        "cluster", help="train DMoN on a graph and write clusters, metrics and figures"
+    )
+    c.add_argument(
+        "graph",
+        nargs="?",
+        default="sbm",
+        help="a .npz (gnn-benchmark) file, an edge list (.csv/.tsv/.txt: src,dst[,weight]), or a built-in graph: sbm (default), karate",
+    )
+    c.add_argument(
+        "--features",
+        default=None,
+        help="node features for an edge list: .npy or .csv/.tsv, one row per node",
+    )
+    c.add_argument(
+        "--clusters",
+        "-k",
+        type=int,
+        default=None,
+        help="number of clusters (default 16; 4 for sbm, 2 for karate)",
+    )
+    c.add_argument(
+        "--backend",
+        choices=["jax", "tensorflow", "torch"],
+        default=None,
+        help="Keras backend (default: KERAS_BACKEND, else the first installed)",
+    )
+    c.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="training epochs (default 1000; 300 for the built-in graphs)",
+    )
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default=None, help="output folder (default runs/<graph name>)")
+    c.add_argument(
+        "--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3, the paper's)"
+    )
+    c.add_argument("--dropout", type=float, default=0.5, help="dropout on the logits (default 0.5)")
+    c.add_argument("--collapse-regularization", type=float, default=1.0)
+    c.add_argument("--hidden", type=int, default=64, help="GCN units (default 64)")
+    c.add_argument(
+        "--resolution",
+        type=float,
+        default=1.0,
+        help="modularity resolution γ of the spectral loss (default 1; 0.5 as google-research)",
+    )
+    c.add_argument("--directed", action="store_true", help="do not symmetrise the adjacency")
+    c.add_argument("--keep-self-loops", action="store_true")
+    c.add_argument("--raw-features", action="store_true", help="do not binarise features")
+    c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    c.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=50,
+        help="epochs between checkpoints in the output folder (default 50; 0: only at the end)",
+    )
+    c.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint in the output folder (same graph and settings)",
+    )
+    d = c.add_argument_group(
+        "distributed (docs/distributed.md)",
+        "shard the graph by nodes: JAX over --devices (and --coordinator processes); torch "
+        "under python -m torch.distributed.run --nproc-per-node P -m dmon cluster --backend torch",
+    )
+    d.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="JAX devices per process to shard over (on a CPU: that many simulated devices)",
+    )
+    d.add_argument(
+        "--coordinator", default=None, metavar="HOST:PORT", help="jax.distributed coordinator"
+    )
+    d.add_argument("--num-processes", type=int, default=None, help="JAX processes in all")
+    d.add_argument("--process-id", type=int, default=None, help="this JAX process, 0-based")
+    d.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds start-up and each collective wait for another process (default 300)",
+    )
+    c.set_defaults(func=cmd_cluster)
+
+    par = sub.add_parser(
+        "parity", help="the same inputs through every installed backend: differences and timings"
+    )
+    par.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        help="a Keras .keras model to compare across backends (none: dmon's own pooling)",
+    )
+    par.add_argument(
+        "--inputs", default=None, help="the model's inputs: .npz, by input name or in order"
+    )
+    par.add_argument(
+        "--backends",
+        default=None,
+        help="comma-separated, default every installed one of jax,tensorflow,torch",
+    )
+    par.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE in every backend process first (custom layers); repeatable",
+    )
+    par.add_argument(
+        "--rtol",
+        type=float,
+        default=None,
+        help="relative tolerance (default 1e-4; 1e-9 in float64)",
+    )
+    par.add_argument(
+        "--atol",
+        type=float,
+        default=None,
+        help="absolute tolerance (default 1e-5; 1e-12 in float64)",
+    )
+    par.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    par.add_argument("--no-grads", action="store_true", help="compare outputs and losses only")
+    par.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
+    par.add_argument(
+        "--require-all", action="store_true", help="a backend that is not installed is an error"
+    )
+    par.add_argument(
+        "--reps", type=int, default=20, help="without a model: timed repetitions (>= 1)"
+    )
+    par.set_defaults(func=cmd_parity)
+
+    info = sub.add_parser("info", help="version, installed backends and their versions")
+    info.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; every failure ends with one line on stderr and exit status 2
+    (130 for Ctrl-C), never a stack trace (set DMON_DEBUG=1 to see one)."""
+    args = parser().parse_args(argv)
+    if args.command == "cluster":
+        builtin = {"sbm": (4, 300), "karate": (2, 300)}.get(args.graph, (16, 1000))
+        args.clusters = builtin[0] if args.clusters is None else args.clusters
+        args.epochs = builtin[1] if args.epochs is None else args.epochs
+    if args.command == "parity" and args.reps < 1:
+        print("dmon: error: --reps must be an int >= 1", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except UsageError as err:
+        print(f"dmon: error: {one_line(str(err))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dmon: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if os.environ.get("DMON_DEBUG"):
+            raise
+        print(f"dmon: error: {type(err).__name__}: {one_line(str(err))}", file=sys.stderr)
+        return 2

@@ -1,0 +1,238 @@
+"""`dmon cluster`: load a graph, check every option and the output folder, train, print
+the metrics and write the run's files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dmon.checks import check_argument
+from dmon.cli.common import UsageError, one_line
+from dmon.version import __version__
+
+
+def _progress(total: int) -> Any:
+    """A text progress bar with the current losses, on stderr."""
+    tty = sys.stderr.isatty()
+    start = time.perf_counter()
+    step = max(1, total // 20)
+
+    def update(epoch: int, logs: dict[str, float]) -> None:
+        if not tty and epoch % step and epoch != total:
+            return
+        done = int(30 * epoch / total)
+        line = (
+            f"epoch {epoch:>{len(str(total))}}/{total} [{'#' * done}{'.' * (30 - done)}] "
+            f"loss {logs['loss']:+.4f} spectral {logs['spectral_loss']:+.4f} "
+            f"collapse {logs['cluster_loss']:.4f} {time.perf_counter() - start:6.1f}s"
+        )
+        sys.stderr.write(("\r" if tty else "") + line + ("" if tty and epoch != total else "\n"))
+        sys.stderr.flush()
+
+    return update
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+# (command-line option, cluster() setting, attribute): each checked by dmon.checks
+_SETTINGS = (
+    ("--clusters", "k", "clusters"),
+    ("--epochs", "epochs", "epochs"),
+    ("--lr", "learning_rate", "lr"),
+    ("--dropout", "dropout", "dropout"),
+    ("--collapse-regularization", "collapse_regularization", "collapse_regularization"),
+    ("--hidden", "hidden", "hidden"),
+    ("--seed", "seed", "seed"),
+    ("--checkpoint-every", "checkpoint_every", "checkpoint_every"),
+    ("--resolution", "resolution", "resolution"),
+)
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from dmon import checkpoint, data, files, training
+    from dmon.training.engine import engine_class, finish
+
+    for option, setting, attr in _SETTINGS:  # every argument before any work
+        try:
+            check_argument("", setting, getattr(args, attr))
+        except (TypeError, ValueError) as err:
+            raise UsageError(option + str(err).removeprefix(setting)) from None
+    try:  # the file first: its errors are the most basic
+        features = None
+        if args.features is not None:
+            features = data.load_features(args.features)
+        try:
+            graph = data.load(
+                args.graph,
+                num_nodes=None if features is None else features.shape[0],
+                symmetrize=not args.directed,
+                drop_self_loops=not args.keep_self_loops,
+                binarize_features=not args.raw_features,
+            )
+        except data.GraphFormatError as err:
+            if features is None or "num_nodes" not in str(err):
+                raise
+            raise data.GraphFormatError(
+                f"{err} (N from the {features.shape[0]} rows of {args.features})"
+            ) from None
+        if features is not None:
+            if features.shape[0] != graph.num_nodes:
+                raise data.GraphFormatError(
+                    f"{args.features}: features must have shape (N, F) with N = "
+                    f"{graph.num_nodes} nodes; got {features.shape}"
+                )
+            graph.features = features
+            graph.notes = [f"features from {args.features}"]
+    except data.GraphFormatError as err:
+        raise UsageError(str(err)) from None
+    except ImportError as err:
+        raise UsageError(f"{args.graph}: needs {err.name}: pip install {err.name}") from None
+    launch = training.Launch(
+        devices=args.devices,
+        coordinator=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+        timeout=args.timeout,
+    )
+    try:
+        backend = training.backend.select_backend(args.backend)
+    except training.BackendError as err:
+        raise UsageError(str(err)) from None
+    kind = engine_class(backend)
+    kind.configure(launch)
+    distributed = (
+        args.devices is not None
+        or args.coordinator is not None
+        or args.num_processes is not None
+        or args.process_id is not None
+        or kind.launched()
+    )
+    if distributed:
+        try:
+            kind.check_launch(launch)
+        except ValueError as err:
+            # the Python API's argument names, as this command's options
+            message = re.sub(
+                r"\b(devices|timeout|coordinator|num_processes|process_id)\b",
+                lambda m: "--" + m.group(1).replace("_", "-"),
+                str(err),
+            )
+            raise UsageError(message) from None
+    if not 2 <= args.clusters <= graph.num_nodes:
+        raise UsageError(
+            f"--clusters {args.clusters} must be between 2 and the number of nodes ({graph.num_nodes})"
+        )
+    try:  # where the results go, before training
+        out = files.check_writable_folder(args.out or Path("runs") / graph.name)
+    except ValueError as err:
+        raise UsageError(f"--out {err}") from None
+    ckpt_path = out / checkpoint.FILENAME
+    if args.resume and not ckpt_path.is_file():
+        raise UsageError(f"--resume: no checkpoint in {out}/ ({checkpoint.FILENAME})")
+    rank = _rank(args) if distributed else 0
+    if rank == 0:  # one header for the job, not one per process
+        print(
+            f"dmon {__version__}: {graph.name}: {graph.num_nodes} nodes, {graph.num_edges} edges, "
+            f"{graph.features.shape[1]} features{' (' + ', '.join(graph.notes) + ')' if graph.notes else ''}; "
+            f"k = {args.clusters}, backend {backend}, {args.epochs} epochs, seed {args.seed}",
+            flush=True,
+        )
+    try:
+        result = training.cluster(
+            graph,
+            args.clusters,
+            backend=backend,
+            launch=launch if distributed else None,
+            epochs=args.epochs,
+            learning_rate=args.lr,
+            dropout=args.dropout,
+            collapse_regularization=args.collapse_regularization,
+            hidden=args.hidden,
+            seed=args.seed,
+            on_epoch=None if args.quiet or rank != 0 else _progress(args.epochs),
+            checkpoint=ckpt_path if args.checkpoint_every or args.resume else None,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+            resolution=args.resolution,
+        )
+    except (training.TrainingDiverged, checkpoint.CheckpointError, training.BackendError) as err:
+        raise UsageError(str(err)) from None
+    except Exception as err:
+        if not distributed or os.environ.get("DMON_DEBUG"):
+            raise
+        # A collective failed: another process of the job has most likely ended. Exit at
+        # once: JAX's exit handler would wait for the lost process at a shutdown barrier
+        # and then abort with a C++ trace.
+        print(
+            f"dmon: error: process {rank}: sharded training stopped ({type(err).__name__}: "
+            f"{one_line(str(err))[:300]}); another process of the job has probably ended: "
+            "see its output; resume from the last checkpoint with --resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(2)
+    if rank != 0:  # process 0 reports and writes the outputs
+        finish()
+        return 0
+    m = result.metrics
+    rows = [
+        ("modularity", f"{m['modularity']:.4f}"),
+        *(
+            [(f"modularity at γ = {args.resolution:g}", f"{m['modularity_at_resolution']:.4f}")]
+            if "modularity_at_resolution" in m
+            else []
+        ),
+        ("conductance", f"{m['conductance']:.4f}"),
+        ("average conductance", f"{m['average_conductance']:.4f}"),
+        ("coverage", f"{m['coverage']:.4f}"),
+    ]
+    if "nmi" in m:
+        rows += [
+            ("NMI", f"{m['nmi']:.4f}"),
+            (
+                "pairwise F1",
+                f"{m['f1']:.4f} (precision {m['precision']:.4f}, recall {m['recall']:.4f})",
+            ),
+        ]
+    sizes = sorted((s for s in m["cluster_sizes"] if s), reverse=True)
+    trained = result.epochs_completed - (result.resumed_from or 0)
+    rows += [
+        ("clusters used", f"{m['num_clusters_used']} of {args.clusters}"),
+        ("cluster sizes", " ".join(map(str, sizes[:20])) + (" ..." if len(sizes) > 20 else "")),
+        (
+            "training time",
+            f"{result.seconds:.1f} s ({1e3 * result.seconds / max(trained, 1):.2f} ms/epoch)",
+        ),
+    ]
+    if result.resumed_from is not None:
+        rows.append(("resumed", f"from epoch {result.resumed_from}"))
+    print(_table(rows))
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    written = training.write_outputs(out, graph, result, options)
+    print(f"outputs in {out}/: {' '.join(written)}")
+    if distributed:
+        finish()
+    if result.interrupted:
+        print(
+            f"dmon: interrupted after epoch {result.epochs_completed} of {args.epochs}; "
+            f"outputs so far written; continue with --resume",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+def _rank(args: argparse.Namespace) -> int:
+    """This process's rank in a sharded run, known before any process group exists."""
+    if args.process_id is not None:
+        return int(args.process_id)
+    return int(os.environ.get("RANK", "0"))

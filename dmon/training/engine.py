@@ -1,0 +1,97 @@
+"""The `Engine` protocol: what `dmon.cluster`'s loop asks of a framework. Each backend
+that trains has one, `dmon.backends.<name>.engine.Engine` (JAX: one `jit` step over a
+`Mesh`; torch: eager autograd, one process or a torchrun job; TensorFlow: one
+`tf.function` step on one device); the model, Adam and the data they share are
+written once (`dmon.training.model`, `optimizer`, `prepared`)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Protocol
+
+import numpy as np
+
+from dmon.partition import Partition
+from dmon.training.launch import Launch
+from dmon.training.model import ModelSettings
+from dmon.training.prepared import Prepared
+
+TRAINER = "engines-1"
+"""Recorded in checkpoints: a checkpoint of another trainer cannot be resumed."""
+
+
+class Engine(Protocol):
+    """One framework's training of the model over one process's shards."""
+
+    rank: int
+    """This process's rank (0 in a one-process run)."""
+    parts: int
+    """Shards (devices) over all processes."""
+    processes: int
+    part: Partition
+    """The partition of the graph, after `setup`."""
+
+    def __init__(self, launch: Launch | None) -> None:
+        """Join the devices and processes of `launch` (`None`: one device)."""
+        ...
+
+    @classmethod
+    def check_launch(cls, launch: Launch) -> None:
+        """`ValueError` for a launch this framework cannot run, before any process
+        group is joined."""
+        ...
+
+    @classmethod
+    def configure(cls, launch: Launch) -> None:
+        """Settings the framework reads when it starts, made before it is imported
+        (JAX: simulated CPU devices for `launch.devices`)."""
+        ...
+
+    @classmethod
+    def launched(cls) -> bool:
+        """Whether this process was started as one of a sharded job by the framework's
+        own launcher (torchrun), so that it shards without being told."""
+        ...
+
+    def setup(self, data: Prepared, params: list[np.ndarray], settings: ModelSettings) -> None:
+        """Place the data and the initial parameters (in `PARAMS` order) and build the
+        step."""
+        ...
+
+    def step(self, alpha: np.float32, epoch: int) -> list[float]:
+        """One training step (Adam with step size `alpha`) of epoch `epoch`, from 0;
+        returns `[loss, spectral_loss, cluster_loss]`."""
+        ...
+
+    def state(self) -> list[np.ndarray]:
+        """Parameters, then Adam's first and second moments, in `PARAMS` order."""
+        ...
+
+    def set_state(self, arrays: list[np.ndarray]) -> None:
+        """The inverse of `state`."""
+        ...
+
+    def predict(self) -> np.ndarray:
+        """`(N, k)` soft assignment without dropout, in the graph's node order."""
+        ...
+
+    def device_kind(self) -> str:
+        """`"cpu"`, `"gpu"`, ...: where the steps run."""
+        ...
+
+
+def engine_class(backend: str) -> type[Engine]:
+    """The engine of `backend` (`"jax"`, `"torch"`, `"tensorflow"`)."""
+    module = importlib.import_module(f"dmon.backends.{backend}.engine")
+    return module.Engine  # type: ignore[no-any-return]
+
+
+def finish() -> None:
+    """End what the engines of this process started that must end cleanly (a torch
+    process group: every rank meets first); a no-op where nothing did."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("dmon.backends.") and name.endswith(".engine"):
+            end = getattr(module, "finish", None)
+            if end is not None:
+                end()

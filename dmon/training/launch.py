@@ -1,0 +1,55 @@
+"""Where a run runs: one device, or sharded over devices and processes
+(docs/distributed.md). What each framework can launch is its engine's to say
+(`Engine.check_launch`); this module holds what they share."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where a sharded run runs. JAX: `devices` local devices per process (default all),
+    and, for several processes, `jax.distributed.initialize`'s `coordinator`,
+    `num_processes` and `process_id`. torch: the torchrun environment. `timeout`: seconds
+    that start-up and every collective may wait for another process."""
+
+    devices: int | None = None
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    timeout: float = 300.0
+
+    @property
+    def processes_given(self) -> bool:
+        """Some of `coordinator`, `num_processes` and `process_id` is set."""
+        return any(v is not None for v in (self.coordinator, self.num_processes, self.process_id))
+
+
+def check_common(launch: Launch, processes: str | None = None) -> None:
+    """`ValueError` for settings no engine can use: `devices` and `timeout` out of range,
+    an incomplete or malformed set of processes; `processes`: the message for an engine
+    that takes no `coordinator`/`num_processes`/`process_id` (`None`: it takes them)."""
+    if launch.devices is not None and (
+        isinstance(launch.devices, bool)
+        or not isinstance(launch.devices, int)
+        or launch.devices < 1
+    ):
+        raise ValueError(f"devices must be an int >= 1; got {launch.devices!r}")
+    if not (math.isfinite(launch.timeout) and launch.timeout > 0):
+        raise ValueError(f"timeout must be a number of seconds > 0; got {launch.timeout!r}")
+    if not launch.processes_given:
+        return
+    if processes is not None:
+        raise ValueError(processes)
+    if any(v is None for v in (launch.coordinator, launch.num_processes, launch.process_id)):
+        raise ValueError("several JAX processes need coordinator, num_processes and process_id")
+    host, _, port = str(launch.coordinator).rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"coordinator must be HOST:PORT; got {launch.coordinator!r}")
+    n, i = launch.num_processes, launch.process_id
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"num_processes must be an int >= 1; got {n!r}")
+    if not isinstance(i, int) or not 0 <= i < n:
+        raise ValueError(f"process_id must be in [0, num_processes = {n}); got {i!r}")

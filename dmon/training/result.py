@@ -1,0 +1,45 @@
+"""What `dmon.cluster` returns, and how it fails."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class TrainingDiverged(RuntimeError):
+    """Training met a non-finite loss; nothing after the last good epoch is kept."""
+
+    def __init__(self, message: str, epoch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+
+
+@dataclass
+class ClusterResult:
+    """What `cluster` returns."""
+
+    assignments: np.ndarray
+    """`(N,)` hard cluster of every node (argmax of `s`)."""
+    probabilities: np.ndarray
+    """`(N, k)` soft assignment `s` (inference mode, no dropout)."""
+    metrics: dict[str, Any]
+    """modularity, conductance, average_conductance, coverage, cluster_sizes, and nmi,
+    precision, recall, f1 when the graph has labels."""
+    history: dict[str, list[float]] = field(default_factory=dict)
+    """Per epoch: `loss` (weighted total), `spectral_loss`, `cluster_loss`."""
+    seconds: float = 0.0
+    backend: str = ""
+    epochs_completed: int = 0
+    """Epochs behind the result (fewer than asked when interrupted)."""
+    interrupted: bool = False
+    """Stopped early by Ctrl-C (SIGINT), after a complete epoch."""
+    resumed_from: int | None = None
+    """The checkpoint's epoch when the run was resumed, else `None`."""
+    distributed: dict[str, Any] | None = None
+    """For a sharded run (`launch`): `backend`, `processes`, `devices`,
+    `nodes_per_shard`; `None` for a one-device run."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The run's settings (`k`, `epochs`, `learning_rate`, ...), as `metrics.json` records
+    them (`dmon.training.write_outputs`)."""
