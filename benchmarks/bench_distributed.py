@@ -65,9 +65,10 @@ def _model_bytes(n_pad_total: int, parts: int, symmetric: bool = True) -> int:
 
 
 def worker(engine: str, n: int, m: int, out: str) -> None:
+    from dmon.backends.jax.engine import Engine as JaxEngine
     from graphs import attributed_sbm
 
-    from dmon import engines, train
+    from dmon import training
 
     counted = {"bytes": 0}
     rank = 0
@@ -104,13 +105,13 @@ def worker(engine: str, n: int, m: int, out: str) -> None:
         rank = int(os.environ["RANK"])
     captured: dict = {}
     if engine == "jax":  # keep the engine, to read its compiled step afterwards
-        step = engines.JaxEngine.step
+        step = JaxEngine.step
 
         def keep(self, alpha, epoch):
             captured["engine"], captured["alpha"] = self, alpha
             return step(self, alpha, epoch)
 
-        engines.JaxEngine.step = keep
+        JaxEngine.step = keep
     import keras  # noqa: F401  (the frameworks' own memory is the baseline)
 
     rss_before = _rss_mb()
@@ -122,8 +123,8 @@ def worker(engine: str, n: int, m: int, out: str) -> None:
         times.append(time.perf_counter())
         per_step.append(counted["bytes"])
 
-    result = train.cluster(
-        graph, K, backend=engine, launch=engines.Launch(), epochs=EPOCHS, on_epoch=on_epoch, seed=0
+    result = training.cluster(
+        graph, K, backend=engine, launch=training.Launch(), epochs=EPOCHS, on_epoch=on_epoch, seed=0
     )
     epoch_ms = statistics.median(1e3 * (b - a) for a, b in itertools.pairwise(times[2:]))
     meta = result.distributed or {}

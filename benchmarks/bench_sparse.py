@@ -312,7 +312,7 @@ def _torch_csr(torch, ei, w, n):
 # allocates a program's temporaries on the thread that runs it, by default one of its
 # workers, whose glibc arena maps every block over 64 MiB afresh whatever the settings:
 # the "jax+inline" worker also runs programs on the calling thread (as dmon.cluster's
-# engine does; dmon.engines.JaxEngine).
+# engine does; dmon.backends.jax.engine).
 KEEP_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 VARIANTS = {"": {}, "keep": KEEP_MEMORY, "inline": {**KEEP_MEMORY, "DMON_BENCH_INLINE": "1"}}
 

@@ -76,12 +76,12 @@ def _median_epoch(stamps: list[float]) -> float:
 
 def dmon_worker(backend: str, name: str) -> dict:
     os.environ["KERAS_BACKEND"] = backend
-    from dmon import train
+    from dmon import training
 
     graph = _graph(name)
     k, epochs = GRAPHS[name]
     stamps: list[float] = []
-    train.cluster(
+    training.cluster(
         graph,
         k,
         backend=backend,
@@ -368,7 +368,7 @@ def main() -> None:
             "epoch at arxiv size; dmon's trainers ask glibc to keep freed memory while they "
             "train (`dmon.memory.keep_freed_memory`), as jemalloc or tcmalloc would, and "
             "JAX runs its steps on the trainer's thread, where that setting reaches XLA's "
-            "block (`dmon.engines.JaxEngine`). "
+            "block (`dmon.backends.jax.engine`). "
             "The hand-written trainer runs twice: as written, and with glibc told the "
             "same from the environment (`MALLOC_MMAP_MAX_=0 "
             "MALLOC_TRIM_THRESHOLD_=100000000000`); the last ratio is to that run, like for "

@@ -5,19 +5,19 @@ dtype and eager/compiled, over random batches, and write the table to docs/parit
 
 Differences are over all six outputs; "rel" is normwise: max |got - ref| / max |ref| of
 that output.
-These are the numbers the suite's tolerance policy (tests/helpers.py: TOL) was set from.
+These are the numbers the suite's tolerance policy (tests/support/helpers.py: TOL) was set from.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+from dmon.environment import quiet_tensorflow
+
+quiet_tensorflow()
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 import numpy as np  # noqa: E402
 from helpers import TOL, compiled, to_backend, to_numpy  # noqa: E402
@@ -81,7 +81,7 @@ def main() -> None:
             + ", ".join(f"{v} ({k})" for k, v in compiler.items())
             + ".",
             "Written by `python benchmarks/parity_table.py`; the test suite asserts the tolerance",
-            "in the last column (`tests/helpers.py: TOL`, rtol / atol) on its own inputs.",
+            "in the last column (`tests/support/helpers.py: TOL`, rtol / atol) on its own inputs.",
             "",
             "| backend | dtype | mode | max abs diff | max normwise rel diff | tolerance (rtol / atol) |",
             "|---|---|---|---:|---:|---|",

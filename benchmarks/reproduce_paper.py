@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dmon.environment import quiet_tensorflow
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("DMON_DATASETS", ROOT.parent / "shared" / "datasets"))
 RESULTS = ROOT / "docs" / "results.md"
@@ -41,9 +43,9 @@ def _load(dataset: str) -> Any:
 
 
 def evaluate(graph: Any, assignments: Any) -> dict[str, float]:
-    from dmon import metrics, train
+    from dmon import metrics, training
 
-    out = {k: v for k, v in train.evaluate(graph, assignments).items() if k != "cluster_sizes"}
+    out = {k: v for k, v in training.evaluate(graph, assignments).items() if k != "cluster_sizes"}
     out["f1_max_overlap"] = metrics.pairwise_scores(
         graph.labels, assignments, method="max_overlap"
     )["f1"]
@@ -58,7 +60,7 @@ import json, sys
 sys.path.insert(0, {str(ROOT / "benchmarks")!r})
 import numpy as np
 from scipy.sparse import csgraph
-from dmon import data, train
+from dmon import data, training
 from reproduce_paper import evaluate
 s = {settings!r}
 g = data.load_npz({str(DATASETS / (dataset + ".npz"))!r})
@@ -66,7 +68,7 @@ if s.get("lcc"):
     _, comp = csgraph.connected_components(g.adjacency, directed=False)
     keep = np.flatnonzero(comp == np.bincount(comp).argmax())
     g = data.Graph(g.adjacency[keep][:, keep].tocsr(), g.features[keep], g.labels[keep], g.name + "-lcc")
-r = train.cluster(g, s.get("k", {K}), backend={backend!r}, seed={seed}, epochs=s.get("epochs", 1000),
+r = training.cluster(g, s.get("k", {K}), backend={backend!r}, seed={seed}, epochs=s.get("epochs", 1000),
                   dropout=s.get("dropout", 0.5), resolution=s.get("resolution", 1.0),
                   collapse_regularization=s.get("collapse", 1.0))
 m = evaluate(g, r.assignments)
@@ -76,7 +78,7 @@ if s.get("resolution", 1.0) != 1.0:
     m["modularity_at_resolution"] = r.metrics["modularity_at_resolution"]
 print(json.dumps(m))
 """
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    env = quiet_tensorflow(dict(os.environ))
     res = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
     )
@@ -322,7 +324,7 @@ def write_markdown(raw: dict) -> None:
         lines += [
             "DMoN on CiteSeer, JAX, seeds 0–2, one setting changed at a time from the paper's setup",
             "(the largest-component rows are measured on that component), trained by",
-            "`dmon.engines` as `dmon.cluster` trains:",
+            "`dmon.training` as `dmon.cluster` trains:",
             "",
             "| setting | C ↓ | Q ↑ | NMI ↑ | F1 ↑ | F1 (max-overlap) ↑ | clusters | nodes | s / run |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -7,6 +7,7 @@ import it without an import cycle.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -105,31 +106,11 @@ class SparseGraph:
         return f"SparseGraph(edge_index={tuple(shape)}, weighted={self.edge_weight is not None}, batched={self.batch is not None})"
 
 
-_registered = False
-
-
 def register_jax_pytree() -> None:
-    """Let a `SparseGraph` be a `jax.jit` argument: its arrays are leaves, its sizes
-    (`num_graphs`, `max_num_nodes`, `num_nodes`) and `symmetric` static. Done when the
-    JAX backend starts and when a graph is made in a process that has imported JAX."""
-    global _registered
-    if _registered:
-        return
-    import jax
-
-    def flatten(g: SparseGraph) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        return (g.edge_index, g.edge_weight, g.batch), (
-            g.num_graphs,
-            g.max_num_nodes,
-            g.num_nodes,
-            g.symmetric,
-        )
-
-    def unflatten(aux: tuple[Any, ...], children: tuple[Any, ...]) -> SparseGraph:
-        return SparseGraph(*children, *aux)
-
-    jax.tree_util.register_pytree_node(SparseGraph, flatten, unflatten)
-    _registered = True
+    """Let a `SparseGraph` be a `jax.jit` argument (`dmon.backends.jax.pytree`). The one
+    place the core names a framework: JAX needs the class registered before a graph
+    crosses `jit`, which may happen before any dmon call has used JAX."""
+    importlib.import_module("dmon.backends.jax.pytree").register_sparse_graph()
 
 
 def remembered(cache: dict[str, Any] | None, key: str, build: Callable[[], Any]) -> Any:

@@ -7,7 +7,7 @@ The graph: three planted communities of 8 nodes (seeded), features that carry th
 community plus noise, and assignment logits from a fixed random projection of them.
 """
 
-from dmon.parity import report
+from dmon.parity.pool_table import report
 
 if __name__ == "__main__":
     print(report())

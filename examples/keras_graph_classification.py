@@ -15,15 +15,16 @@ graph → mean readout → Dense. The DMoN losses are added to the classificatio
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from dmon.environment import quiet_tensorflow
 
-import keras
-import numpy as np
+quiet_tensorflow()
 
-from dmon.layers.keras import DMoNPooling, GCNConv
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dmon.layers.keras import DMoNPooling, GCNConv  # noqa: E402
 
 N_MAX, FEATURES = 40, 8
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from dmon import testing
+from dmon import parity
 from dmon.layers.keras import DMoNPooling, GCNConv
 
 sys.path.insert(0, str(Path(__file__).parent))  # for parity_user_layers, below
@@ -41,9 +41,9 @@ def main() -> None:
     a = np.maximum(a, a.transpose(0, 2, 1))
 
     print("== a clean model")
-    print(testing.compare_backends(build(), {"x": x, "adj": a}))
+    print(parity.compare_backends(build(), {"x": x, "adj": a}))
     print("\n== with a layer that drifts under one backend")
-    report = testing.compare_backends(build(Drift(name="drift")), {"x": x, "adj": a})
+    report = parity.compare_backends(build(Drift(name="drift")), {"x": x, "adj": a})
     print(report)
 
 

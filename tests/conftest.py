@@ -1,4 +1,5 @@
-"""Shared fixtures. Environment settings must precede any framework import."""
+"""Shared fixtures; the suite's support modules (`support/`) on the path. Environment
+settings must precede any framework import."""
 
 from __future__ import annotations
 
@@ -6,19 +7,20 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN off: closer float parity
+from dmon.environment import quiet_tensorflow
+
+quiet_tensorflow()  # before any framework import; oneDNN off: closer float parity
 if os.environ.get("DMON_TEST_DEVICE"):  # a GPU run (docs/development.md, "On a GPU")
     # Keras' own layers (Dense, the feature transforms) take JAX's default precision,
     # TF32 on an NVIDIA GPU; the suite's float32 tolerance is for float32 arithmetic.
-    # dmon's own products ask for full precision themselves (tests/test_gpu.py).
+    # dmon's own products ask for full precision themselves (tests/gpu/test_gpu.py).
     os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "support"))  # helpers, oracle, workers
 
-import numpy as np
-import pytest
-from helpers import BACKENDS, require
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from helpers import BACKENDS, require  # noqa: E402
 
 # The datasets live in shared/ beside the repository (never copied into it).
 DATASETS = Path(

@@ -45,7 +45,8 @@ def register_shard_pytree() -> None:
     import jax
 
     def unflatten(aux: tuple[int, bool, int, bool], arrays: tuple[Any, ...]) -> Shard:
-        return Shard(*arrays, *aux)
+        row, col, weight, valid, batch = arrays
+        return Shard(row, col, weight, valid, batch, *aux)
 
     jax.tree_util.register_pytree_node(
         Shard,

@@ -18,13 +18,14 @@ from dmon.backends.jax.collectives import (
 )
 
 from dmon.distributed import Shard
+from dmon.training.engine import Defaults
 from dmon.training.launch import Launch, check_common
 from dmon.training.model import ModelSettings, by_name, forward
 from dmon.training.optimizer import adam_update
 from dmon.training.prepared import Prepared
 
 
-class Engine:
+class Engine(Defaults):
     """One `jax.jit` step over a `Mesh` of `launch.devices` devices per process (one
     device for a local run), across processes after `jax.distributed.initialize`.
 
@@ -93,10 +94,6 @@ class Engine:
         flag = f"--xla_force_host_platform_device_count={launch.devices}"
         if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
             os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
-
-    @classmethod
-    def launched(cls) -> bool:
-        return False  # JAX's processes are started by hand (docs/distributed.md)
 
     def setup(self, data: Prepared, params: list[np.ndarray], settings: ModelSettings) -> None:
         jax, jnp = self.jax, self.jax.numpy

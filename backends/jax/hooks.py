@@ -21,7 +21,7 @@ def compile(fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn` under `jax.jit`."""
     import jax
 
-    return jax.jit(fn)  # type: ignore[no-any-return]
+    return jax.jit(fn)
 
 
 def gradient(fn: Callable[..., Any], *args: Any) -> list[Any]:
@@ -55,3 +55,10 @@ def full_float32_products() -> None:
     import jax
 
     jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def enable_float64() -> None:
+    """Let float64 inputs stay float64 (JAX computes in float32 unless told)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)

@@ -6,9 +6,9 @@ import sys
 from typing import Any
 
 from dmon.backends.array_api import NumpyApiOps
+from dmon.backends.jax.pytree import register_sparse_graph
 
 from dmon.ops import Edges
-from dmon.sparse_graph import register_jax_pytree
 
 
 class JaxOps(NumpyApiOps):
@@ -21,7 +21,7 @@ class JaxOps(NumpyApiOps):
 
         self.jax = jax
         self.np = jnp  # the namespace NumpyApiOps' shared ops use
-        register_jax_pytree()
+        register_sparse_graph()
 
     def is_array(self, x: object) -> bool:
         return isinstance(x, self.jax.Array)  # tracers are jax.Array too

@@ -9,13 +9,14 @@ import numpy as np
 from dmon.backends.tensorflow.collectives import tf_shard
 
 from dmon.distributed import LocalCollectives, Shard, shard_spmm
+from dmon.training.engine import Defaults
 from dmon.training.launch import Launch
 from dmon.training.model import ModelSettings, by_name, forward, sparse_features_times
 from dmon.training.optimizer import adam_update
 from dmon.training.prepared import Prepared
 
 
-class Engine:
+class Engine(Defaults):
     """One `tf.function` step (without XLA: TensorFlow's sparse product has no XLA kernel)
     on one device."""
 
@@ -33,14 +34,6 @@ class Engine:
             "sharded training runs on jax or torch; got backend 'tensorflow' (TensorFlow: "
             "see docs/distributed.md)"
         )
-
-    @classmethod
-    def configure(cls, launch: Launch) -> None:
-        del launch  # nothing to set before the framework starts
-
-    @classmethod
-    def launched(cls) -> bool:
-        return False
 
     def setup(self, data: Prepared, params: list[np.ndarray], settings: ModelSettings) -> None:
         tf = self.tf

@@ -11,13 +11,14 @@ import numpy as np
 from dmon.backends.torch.collectives import TorchCollectives, torch_shard
 
 from dmon.distributed import LocalCollectives
+from dmon.training.engine import Defaults
 from dmon.training.launch import Launch, check_common
 from dmon.training.model import ModelSettings, by_name, dropout_seed, forward
 from dmon.training.optimizer import adam_update
 from dmon.training.prepared import Prepared
 
 
-class Engine:
+class Engine(Defaults):
     """Eager autograd on one device (`launch is None`), or one process of a torchrun job
     with the collectives of `torch.distributed` (gloo on CPU, NCCL on GPU)."""
 
@@ -62,10 +63,6 @@ class Engine:
                 "sharded torch training needs a torchrun launch (RANK, WORLD_SIZE, MASTER_ADDR, "
                 "MASTER_PORT): python -m torch.distributed.run --nproc-per-node P -m dmon cluster ..."
             )
-
-    @classmethod
-    def configure(cls, launch: Launch) -> None:
-        del launch  # nothing to set before the framework starts
 
     @classmethod
     def launched(cls) -> bool:

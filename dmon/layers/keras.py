@@ -15,125 +15,17 @@ from keras import ops as K
 
 from dmon.adjacency import gcn_normalize, gcn_normalize_sparse, spmm
 from dmon.checks import check_argument, check_resolution
-from dmon.ops import get_backend
+from dmon.layers.keras_inputs import (
+    adjacency_kind,
+    check_config_keys,
+    dense_shapes,
+    feature_shape,
+    input_list,
+    sparse_inputs,
+)
 from dmon.pooling import pool, zero_masked_rows
-from dmon.sparse_graph import SparseGraph
 
 _PACKAGE = "dmon"
-
-
-def _dense_shapes(where: str, input_shape: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """`x` and dense `adj` shapes, checked against each other."""
-    x_shape = _x_shape(where, input_shape, (2, 3))
-    a_shape = tuple(input_shape[1])
-    if len(a_shape) not in (2, 3):
-        raise ValueError(f"{where}: `adj` must have shape (B, N, N) or (N, N); got {a_shape}")
-    n_x, n_a1, n_a2 = x_shape[-2], a_shape[-2], a_shape[-1]
-    if n_a1 is not None and n_a2 is not None and n_a1 != n_a2:
-        raise ValueError(f"{where}: `adj` must be square; got shape {a_shape}")
-    if n_x is not None and n_a1 is not None and n_x != n_a1:
-        raise ValueError(
-            f"{where}: `x` has shape {x_shape} and `adj` has shape {a_shape}: their node counts N differ"
-        )
-    return x_shape, a_shape
-
-
-def _x_shape(where: str, input_shape: Any, allowed: tuple[int, ...]) -> tuple[Any, ...]:
-    """Check the number of inputs and the rank of `x` (build time); the rest is checked
-    by dmon at call time, where the adjacency's form (dense, edge_index, sparse) is known."""
-    if (
-        not isinstance(input_shape, list | tuple)
-        or not input_shape
-        or not isinstance(input_shape[0], list | tuple)
-    ):
-        raise ValueError(
-            f"{where}: `inputs` must be a list {_names(allowed)}; got one input of shape {input_shape}"
-        )
-    if len(input_shape) not in allowed:
-        raise ValueError(
-            f"{where}: `inputs` must be a list {_names(allowed)}; got {len(input_shape)} inputs"
-        )
-    x_shape = tuple(input_shape[0])
-    if len(x_shape) not in (2, 3):
-        raise ValueError(f"{where}: `x` must have shape (B, N, F) or (N, F); got {x_shape}")
-    if x_shape[-1] is None:
-        raise ValueError(
-            f"{where}: the feature size F (last axis of `x`) must be known; got {x_shape}"
-        )
-    return x_shape
-
-
-def _names(allowed: tuple[int, ...]) -> str:
-    return " or ".join({2: "[x, adj]", 3: "[x, adj, mask or edge_weight]"}[n] for n in allowed)
-
-
-def _inputs(where: str, inputs: Any, allowed: tuple[int, ...]) -> list[Any]:
-    if not isinstance(inputs, list | tuple) or len(inputs) not in allowed:
-        got = (
-            f"{len(inputs)} inputs"
-            if isinstance(inputs, list | tuple)
-            else f"a single {type(inputs).__name__}"
-        )
-        raise ValueError(f"{where}: `inputs` must be a list {_names(allowed)}; got {got}")
-    return list(inputs)
-
-
-def _adjacency_kind(where: str, adj: Any) -> str:
-    """`"dense"`, `"edge_index"` or `"sparse"` (a native sparse tensor: `tf.SparseTensor`,
-    JAX `BCOO`), for Keras' symbolic tensors and real ones.
-
-    An `edge_index` is an integer array of shape `(2, E)` (or `(1, 2, E)`, one graph as
-    one Keras sample), as in PyG. Any other integer or boolean array is a dense
-    adjacency: an integer `(N, N)` matrix must not be read as edge ids. (A 2-node
-    integer `(2, 2)` matrix is ambiguous and is read as an `edge_index`, as PyG would;
-    pass a floating dense adjacency to mean the matrix.)
-    """
-    if adj is None:
-        raise TypeError(f"{where}: `adj` is required; got None")
-    if isinstance(adj, keras.KerasTensor):
-        if adj.sparse:
-            return "sparse"
-    else:
-        try:
-            ops = get_backend(adj)
-        except TypeError:
-            raise TypeError(
-                f"{where}: `adj` must be a tensor (dense, edge_index or sparse); got {type(adj).__name__}"
-            ) from None
-        if ops.is_sparse(adj):
-            return "sparse"
-    dtype = keras.backend.standardize_dtype(adj.dtype)
-    if "int" not in dtype:
-        return "dense"
-    shape = tuple(adj.shape)
-    edge_shaped = (len(shape) == 2 and shape[0] == 2) or (
-        len(shape) == 3 and shape[0] in (1, None) and shape[1] == 2
-    )
-    return "edge_index" if edge_shaped else "dense"
-
-
-def _sparse_inputs(where: str, x: Any, adj: Any, rest: list[Any]) -> tuple[Any, Any, bool]:
-    """Node-level `x` `(N, F)` and a `SparseGraph`/native sparse adjacency from the layer
-    inputs. A leading axis of 1 (`(1, N, F)`, `(1, 2, E)`, `(1, E)`: one graph as one Keras
-    sample, so that `fit` can take it) is dropped; the flag says to restore it."""
-    lead = len(x.shape) == 3
-    if lead:
-        if x.shape[0] not in (1, None):
-            raise ValueError(
-                f"{where}: with a sparse adjacency, `x` is node-level (N, F) or (1, N, F); got {tuple(x.shape)}"
-            )
-        x = x[0]
-    if _adjacency_kind(where, adj) == "sparse":
-        if rest:
-            raise ValueError(
-                f"{where}: with a sparse adjacency tensor, `inputs` is [x, adj]; got {2 + len(rest)} inputs"
-            )
-        return x, adj, lead
-    edge_index = adj[0] if len(adj.shape) == 3 else adj
-    weight = rest[0] if rest else None
-    if weight is not None and len(weight.shape) == 2:
-        weight = weight[0]
-    return x, SparseGraph(edge_index, weight), lead
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -172,7 +64,7 @@ class GCNConv(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, input_shape: Any) -> None:
-        x_shape = _x_shape("GCNConv", input_shape, (2, 3))
+        x_shape = feature_shape("GCNConv", input_shape, (2, 3))
         self.kernel = self.add_weight(
             name="kernel", shape=(x_shape[-1], self.units), initializer=self.kernel_initializer
         )
@@ -186,15 +78,15 @@ class GCNConv(keras.layers.Layer):
         )
 
     def call(self, inputs: Any) -> Any:
-        x, adj, *rest = _inputs("GCNConv", inputs, (2, 3))
+        x, adj, *rest = input_list("GCNConv", inputs, (2, 3))
         x = K.cast(x, self.compute_dtype)
-        if _adjacency_kind("GCNConv", adj) == "dense":
+        if adjacency_kind("GCNConv", adj) == "dense":
             if rest:
                 raise ValueError("GCNConv: with a dense `adj`, `inputs` is [x, adj]; got 3 inputs")
             h = K.matmul(x, self.kernel)
             out = K.matmul(gcn_normalize(K.cast(adj, self.compute_dtype)), h)
         else:
-            x, graph, lead = _sparse_inputs("GCNConv", x, adj, rest)
+            x, graph, lead = sparse_inputs("GCNConv", x, adj, rest)
             h = K.matmul(x, self.kernel)
             a_hat = gcn_normalize_sparse(graph, int(x.shape[0]), dtype=self.compute_dtype)
             out = spmm(a_hat, h)
@@ -205,7 +97,7 @@ class GCNConv(keras.layers.Layer):
         return self.activation(out + self.bias)
 
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
-        x_shape = _x_shape("GCNConv", input_shape, (2, 3))
+        x_shape = feature_shape("GCNConv", input_shape, (2, 3))
         return (*x_shape[:-1], self.units)
 
     def get_config(self) -> dict[str, Any]:
@@ -220,7 +112,7 @@ class GCNConv(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> GCNConv:
-        _check_config_keys(cls, config)
+        check_config_keys(cls, config)
         return cls(**config)
 
 
@@ -314,7 +206,7 @@ class DMoNPooling(keras.layers.Layer):
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape: Any) -> None:
-        shape: tuple[Any, ...] = _x_shape("DMoNPooling", input_shape, (2, 3))
+        shape: tuple[Any, ...] = feature_shape("DMoNPooling", input_shape, (2, 3))
         for dense in self.mlp:
             dense.build(shape)
             shape = (*shape[:-1], dense.units)
@@ -329,13 +221,13 @@ class DMoNPooling(keras.layers.Layer):
         }
 
     def call(self, inputs: Any, training: bool | None = None) -> tuple[Any, Any, Any]:
-        x, adj, *rest = _inputs("DMoNPooling", inputs, (2, 3))
+        x, adj, *rest = input_list("DMoNPooling", inputs, (2, 3))
         x = K.cast(x, self.compute_dtype)
         lead = False
-        if _adjacency_kind("DMoNPooling", adj) == "dense":
+        if adjacency_kind("DMoNPooling", adj) == "dense":
             adj, mask = K.cast(adj, self.compute_dtype), (rest[0] if rest else None)
         else:
-            x, adj, lead = _sparse_inputs("DMoNPooling", x, adj, rest)
+            x, adj, lead = sparse_inputs("DMoNPooling", x, adj, rest)
             mask = None
         if mask is not None:  # masked rows never reach the MLP (NaN padding, gradients)
             x = zero_masked_rows(x, mask)
@@ -357,15 +249,15 @@ class DMoNPooling(keras.layers.Layer):
     def compute_output_spec(
         self, inputs: Any, training: bool | None = None
     ) -> tuple[Any, Any, Any]:
-        x = _inputs("DMoNPooling", inputs, (2, 3))[0]
-        if _adjacency_kind("DMoNPooling", inputs[1]) == "dense":
+        x = input_list("DMoNPooling", inputs, (2, 3))[0]
+        if adjacency_kind("DMoNPooling", inputs[1]) == "dense":
             shapes = self.compute_output_shape([tuple(t.shape) for t in inputs])
         else:  # node-level s, one pooled graph
             shapes = ((*x.shape[:-1], self.k), (1, self.k, x.shape[-1]), (1, self.k, self.k))
         return tuple(keras.KerasTensor(shape, dtype=self.compute_dtype) for shape in shapes)
 
     def compute_output_shape(self, input_shape: Any) -> tuple[tuple[Any, ...], ...]:
-        x_shape, a_shape = _dense_shapes("DMoNPooling", input_shape)
+        x_shape, a_shape = dense_shapes("DMoNPooling", input_shape)
         b = x_shape[0] if len(x_shape) == 3 else (a_shape[0] if len(a_shape) == 3 else 1)
         return (b, x_shape[-2], self.k), (b, self.k, x_shape[-1]), (b, self.k, self.k)
 
@@ -387,7 +279,7 @@ class DMoNPooling(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> DMoNPooling:
-        _check_config_keys(cls, config)
+        check_config_keys(cls, config)
         return cls(**config)
 
     # --- framework migration ------------------------------------------------------------
@@ -459,18 +351,6 @@ class DMoNPooling(keras.layers.Layer):
 
 def _to_numpy(t: Any) -> np.ndarray:
     return np.asarray(t.detach().cpu().numpy(), dtype=np.float32)
-
-
-def _check_config_keys(cls: type, config: dict[str, Any]) -> None:
-    import inspect
-
-    allowed = set(inspect.signature(cls).parameters) - {"kwargs"}
-    allowed |= {"name", "trainable", "dtype"}
-    unknown = sorted(set(config) - allowed)
-    if unknown:
-        raise ValueError(
-            f"{cls.__name__}.from_config: unknown config keys {unknown}; expected some of {sorted(allowed)}"
-        )
 
 
 class DMoNLossLogger(keras.callbacks.Callback):

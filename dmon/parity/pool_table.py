@@ -3,6 +3,7 @@ each backend's largest difference from the NumPy float64 reference, and timings.
 
 from __future__ import annotations
 
+import importlib
 import time
 from typing import Any
 
@@ -33,10 +34,8 @@ def compare(reps: int = 20) -> list[dict[str, Any]]:
     quiet_tensorflow()
     a, x, logits, _ = planted_partition()
     ref = pool(x, a, logits)
-    if "jax" in available_backends():
-        import jax  # JAX computes in float32 unless float64 is switched on
-
-        jax.config.update("jax_enable_x64", True)
+    for name in available_backends():  # JAX computes in float32 unless told otherwise
+        importlib.import_module(f"dmon.backends.{name}.hooks").enable_float64()
     numpy_ops = backend_by_name("numpy")
     rows: list[dict[str, Any]] = []
     for name in available_backends():

@@ -63,7 +63,7 @@ class ParityReport:
         return len(set(self.weights_sha256.values())) <= 1
 
     @property
-    def max_absdiff(self) -> float:
+    def max_abs_diff(self) -> float:
         return max((c.max_abs_diff for c in self.comparisons), default=0.0)
 
     def to_dict(self) -> dict[str, Any]:

@@ -81,10 +81,23 @@ class Engine(Protocol):
         ...
 
 
+class Defaults:
+    """What an engine without a launcher or start-up settings of its own inherits."""
+
+    @classmethod
+    def configure(cls, launch: Launch) -> None:
+        del launch  # nothing to set before the framework starts
+
+    @classmethod
+    def launched(cls) -> bool:
+        return False
+
+
 def engine_class(backend: str) -> type[Engine]:
     """The engine of `backend` (`"jax"`, `"torch"`, `"tensorflow"`)."""
     module = importlib.import_module(f"dmon.backends.{backend}.engine")
-    return module.Engine  # type: ignore[no-any-return]
+    engine: type[Engine] = module.Engine
+    return engine
 
 
 def finish() -> None:

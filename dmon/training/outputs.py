@@ -38,6 +38,7 @@ def write_outputs(
         settings: what `metrics.json` records as the run's settings (default
             `result.settings`; the `dmon` command records its options).
 
+    Example:
         result = dmon.cluster(graph, k=4, backend="jax")
         dmon.training.write_outputs("runs/mine", graph, result)
     """

@@ -5,16 +5,23 @@ against the general path's values and autodiff gradients, eager and compiled."""
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
-from helpers import TOL, TORCH_DEVICE, compiled, gradient, require, to_backend, to_numpy
+from helpers import (
+    TOL,
+    TORCH_DEVICE,
+    compiled,
+    edges,
+    gradient,
+    require,
+    to_backend,
+    to_numpy,
+)
 from oracle import random_batch
 
 import dmon
-from dmon.ops import backend_by_name
 from dmon.node_sums import node_sums, row_products
+from dmon.ops import backend_by_name
 
 _rng = np.random.default_rng(7)
 
@@ -117,9 +124,11 @@ def test_dense_symmetric_outputs_match_numpy_reference(backend):
         np.testing.assert_allclose(to_numpy(g), e, **TOL["float64"], err_msg=name)
 
 
-def _edges(a):
-    row, col = np.nonzero(a)
-    return np.stack([row, col]), a[row, col]
+def _placed(framework: str, name: str):
+    """A backend's function that places a partition's shard (`dmon.backends.<framework>.collectives`)."""
+    import importlib
+
+    return getattr(importlib.import_module(f"dmon.backends.{framework}.collectives"), name)
 
 
 @pytest.mark.parametrize("graphs", [1, 3])
@@ -129,7 +138,7 @@ def test_sparse_symmetric_pool_matches_general_path(framework, graphs):
     big = np.zeros((n, n))
     for g in range(graphs):
         big[8 * g : 8 * g + 8, 8 * g : 8 * g + 8] = a[g]
-    edge_index, edge_weight = _edges(big)
+    edge_index, edge_weight = edges(big)
     batch = np.repeat(np.arange(graphs), 8) if graphs > 1 else None
     x, logits = x.reshape(n, 3), logits.reshape(n, 4)
     w = {
@@ -155,19 +164,21 @@ def test_shard_pool_symmetric_matches_general(framework):
     from dmon.partition import partition
 
     x, a, logits, _ = random_batch(3, b=1, n=12, f=5, c=3)
-    edge_index, edge_weight = _edges(a[0])
+    edge_index, edge_weight = edges(a[0])
     part = partition(edge_index, 12, 1, edge_weight)
     results = []
     for symmetric in (False, True):
         shard = {
-            "torch": functools.partial(dist.torch_shard, device=TORCH_DEVICE),
-            "tensorflow": dist.tf_shard,
+            "torch": lambda part, rank: _placed("torch", "torch_shard")(
+                part, rank, device=TORCH_DEVICE
+            ),
+            "tensorflow": _placed("tensorflow", "tf_shard"),
         }.get(framework)
         if shard is None:  # JAX: on one device the global arrays are its block
             import jax
 
             mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("nodes",))
-            sh = dist.jax_shards(part, mesh, dtype="float64")
+            sh = _placed("jax", "jax_shards")(part, mesh, dtype="float64")
         else:
             sh = shard(part, 0)
         sh.symmetric = symmetric
@@ -231,7 +242,7 @@ def test_jax_jit_keeps_the_promise_of_a_graph_argument():
     jax = require("jax")
     backend_by_name("jax")  # registers SparseGraph as a pytree
     x, a, logits, _ = random_batch(6, b=1, n=8, f=3, c=4)
-    edge_index, edge_weight = _edges(a[0])
+    edge_index, edge_weight = edges(a[0])
     seen = []
 
     def loss(g, x_, lg):

@@ -6,16 +6,15 @@ parity session."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import installed
+from helpers import SUPPORT, installed, subprocess_env
 
 BACKENDS = ("jax", "tensorflow", "torch")
-SCRIPT = Path(__file__).with_name("keras_transfer.py")
+SCRIPT = SUPPORT / "keras_transfer.py"
 
 pytestmark = pytest.mark.skipif(
     not all(installed(m) for m in (*BACKENDS, "keras")),
@@ -24,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _run(backend: str, *args: str) -> str:
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = subprocess_env(KERAS_BACKEND=backend)
     res = subprocess.run(
         [sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, check=False
     )

@@ -1,7 +1,8 @@
-"""The training engines (`dmon.engines`) against independent oracles:
+"""The training engines (`dmon.training`, `dmon.backends.<name>.engine`) against
+independent oracles:
 
 - Per-epoch losses of `dmon.cluster` (dropout 0, fixed seed) against the same model
-  trained by Keras' own `model.fit` (tests/keras_reference_train.py: how `dmon.cluster`
+  trained by Keras' own `model.fit` (tests/support/keras_reference_train.py: how `dmon.cluster`
   trained before the engines), on every backend, within 1e-5; for dense features
   (`(Â X) W`, precomputed `Â X`) and sparse ones (`Â (X W)`).
 - The custom gradients of the sparse products (torch's CSR product, with and without the
@@ -15,34 +16,26 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import installed
+from helpers import SUPPORT, installed, subprocess_env
 
 from dmon.ops import Edges
 
-HERE = Path(__file__).parent
 EPOCHS = 60
-
-
-def _env(backend: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "KERAS_BACKEND": backend,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "TF_ENABLE_ONEDNN_OPTS": "0",
-        "PYTHONHASHSEED": "0",
-    }
 
 
 def _json(cmd: list[str], backend: str) -> dict:
     proc = subprocess.run(
-        cmd, env=_env(backend), capture_output=True, text=True, timeout=600, check=False
+        cmd,
+        env=subprocess_env(KERAS_BACKEND=backend),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -50,9 +43,11 @@ def _json(cmd: list[str], backend: str) -> dict:
 
 _ENGINE = """
 import json, sys
-sys.path.insert(0, sys.argv[6])  # the tests' folder: malloc_probe
+sys.path.insert(0, sys.argv[6])  # the tests' support folder: malloc_probe
 from malloc_probe import glibc, large_block_is_a_mapping
-from dmon import data, train
+from dmon import data, training
+from dmon.checkpoint import arrays_sha256
+from dmon.training.model import PARAMS, ModelSettings, initial_params
 
 def on_gpu():  # where the engine trained: no host memory policy there
     torch, tf, jax = (sys.modules.get(m) for m in ("torch", "tensorflow", "jax"))
@@ -65,10 +60,13 @@ libc = glibc()
 probe = lambda: None if libc is None else large_block_is_a_mapping(libc)
 graph = data.load(sys.argv[1])
 during = []
-r = train.cluster(graph, int(sys.argv[2]), backend=sys.argv[3], epochs=int(sys.argv[4]),
+k, seed = int(sys.argv[2]), int(sys.argv[5])
+initial = initial_params(graph.features.shape[1], ModelSettings(k, 64, 0.0, 1.0, 1.0, seed))
+r = training.cluster(graph, k, backend=sys.argv[3], epochs=int(sys.argv[4]),
                   dropout=0.0, seed=int(sys.argv[5]),
                   on_epoch=lambda epoch, logs: during.append(probe()))
-print(json.dumps({"history": r.history, "assignments": r.assignments.tolist(),
+print(json.dumps({"initial_sha256": arrays_sha256(*(initial[p] for p in PARAMS)),
+                  "history": r.history, "assignments": r.assignments.tolist(),
                   "mapped_during": during, "mapped_after": probe(),
                   "gpu": on_gpu()}))
 """
@@ -81,11 +79,14 @@ def test_engines_follow_keras_fit_epoch_by_epoch(backend: str, graph: str, k: in
         pytest.skip(f"needs {backend} and keras")
     args = [graph, str(k)]
     ref = _json(
-        [sys.executable, str(HERE / "keras_reference_train.py"), *args, str(EPOCHS), "3"], backend
+        [sys.executable, str(SUPPORT / "keras_reference_train.py"), *args, str(EPOCHS), "3"],
+        backend,
     )
     new = _json(
-        [sys.executable, "-c", _ENGINE, *args, backend, str(EPOCHS), "3", str(HERE)], backend
+        [sys.executable, "-c", _ENGINE, *args, backend, str(EPOCHS), "3", str(SUPPORT)], backend
     )
+    # the model's initial values are those the Keras layers draw, bit for bit
+    assert new["initial_sha256"] == ref["initial_sha256"]
     for key, values in ref["history"].items():
         a, b = np.array(values), np.array(new["history"][key])
         assert a.shape == b.shape == (EPOCHS,)
@@ -99,17 +100,17 @@ def test_engines_follow_keras_fit_epoch_by_epoch(backend: str, graph: str, k: in
 
 
 def test_prepare_chooses_the_form_of_the_gcn_product() -> None:
-    from dmon import engines
     from dmon.data import load
+    from dmon.training.prepared import prepare
 
     sparse = load("karate")  # identity features: 1/34 non-zeros
     ei, w = sparse.edge_index()
-    data = engines.prepare(ei, w, sparse.features, 2)
+    data = prepare(ei, w, sparse.features, 2)
     assert data.ax is None and data.a_hat is not None and "row" in data.x
     assert data.symmetric
     dense = load("sbm")
     ei, w = dense.edge_index()
-    data = engines.prepare(ei, w, dense.features, 3)
+    data = prepare(ei, w, dense.features, 3)
     assert data.a_hat is None and data.ax is not None and not data.x
     # [Â X | X] against Â built densely: D^-1/2 (A + I) D^-1/2 X
     a = dense.adjacency.toarray().astype(np.float64) + np.eye(dense.num_nodes)
@@ -186,7 +187,7 @@ def test_adam_update_is_keras_adam() -> None:
 
     code = """
 import numpy as np, keras, jax.numpy as jnp
-from dmon import engines
+from dmon.training.optimizer import adam_alpha, adam_update
 rng = np.random.default_rng(0)
 w = rng.normal(size=(4, 3)).astype("float32")
 var = keras.Variable(w)
@@ -195,11 +196,15 @@ p, m, v = [jnp.asarray(w)], [jnp.zeros_like(w)], [jnp.zeros_like(w)]
 for t in range(1, 6):
     g = rng.normal(size=(4, 3)).astype("float32")
     opt.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
-    p, m, v = engines.adam_update(p, [jnp.asarray(g)], m, v, engines.adam_alpha(0.01, t))
+    p, m, v = adam_update(p, [jnp.asarray(g)], m, v, adam_alpha(0.01, t))
 print(float(np.abs(np.asarray(p[0]) - keras.ops.convert_to_numpy(var)).max()))
 """
     proc = subprocess.run(
-        [sys.executable, "-c", code], env=_env("jax"), capture_output=True, text=True, check=False
+        [sys.executable, "-c", code],
+        env=subprocess_env(KERAS_BACKEND="jax"),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert float(proc.stdout.strip().splitlines()[-1]) <= 1e-6
@@ -207,13 +212,12 @@ print(float(np.abs(np.asarray(p[0]) - keras.ops.convert_to_numpy(var)).max()))
 
 @pytest.mark.skipif(not installed("torch"), reason="torch not installed")
 def test_torch_dropout_multiplier_is_unbiased_and_a_function_of_its_seed() -> None:
-    """torch's dropout multiplier (`dmon.engines.torch_keep`): every entry is 0 or
+    """torch's dropout multiplier (`dmon.backends.torch.engine.torch_keep`): every entry is 0 or
     `1 / (1 - rate)`; its mean is 1 (inverted dropout keeps the expectation) within five
     standard errors, in every column; the same seed draws the same mask (a resumed run),
     another seed another one."""
     import torch
-
-    from dmon.engines import torch_keep
+    from dmon.backends.torch.engine import torch_keep
 
     shape, rate = (20_000, 8), 0.3
     keep = torch_keep(torch, shape, rate, 11, "cpu").numpy()

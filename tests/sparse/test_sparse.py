@@ -14,8 +14,10 @@ from helpers import (
     TORCH_DEVICE,
     assert_close,
     compiled,
+    edges,
     gradient,
     require,
+    sparse_graph,
     to_backend,
     to_numpy,
 )
@@ -23,16 +25,6 @@ from oracle import random_batch
 
 import dmon
 from dmon.ops import Edges
-
-
-def _edges(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ei = np.stack(np.nonzero(a)).astype(np.int64)
-    return ei, a[ei[0], ei[1]]
-
-
-def _graph(backend: str, a: np.ndarray, dtype: str = "float64", **kw) -> dmon.SparseGraph:
-    ei, w = _edges(a)
-    return dmon.SparseGraph(to_backend(backend, ei), to_backend(backend, w, dtype), **kw)
 
 
 def _native(backend: str, a: np.ndarray, form: str):
@@ -55,7 +47,7 @@ def test_edge_index_equals_dense(backend: str, dtype: str) -> None:
     want = dmon.pool(x, a, logits)
     got = dmon.pool(
         to_backend(backend, x[0], dtype),
-        _graph(backend, a[0], dtype),
+        sparse_graph(backend, a[0], dtype),
         to_backend(backend, logits[0], dtype),
     )
     assert to_numpy(got.s).shape == (15, 4)
@@ -106,7 +98,7 @@ def _block_diagonal(seed: int):
 def test_batch_of_graphs_equals_dense_masked_path(backend: str) -> None:
     dense, (x, a, logits, batch) = _block_diagonal(3)
     want = dmon.pool(*dense)
-    ei, w = _edges(a)
+    ei, w = edges(a)
     graph = dmon.SparseGraph(
         to_backend(backend, ei), to_backend(backend, w), batch=to_backend(backend, batch)
     )
@@ -136,7 +128,7 @@ def _objective(x, adj, logits):
 def test_unsorted_and_duplicate_edges(backend: str) -> None:
     """Edges in any order; a repeated (i, j) adds its weights, as a sparse matrix does."""
     x, a, logits, _ = random_batch(8, b=1, n=11)
-    ei, w = _edges(a[0])
+    ei, w = edges(a[0])
     rng = np.random.default_rng(0)
     dup = rng.choice(ei.shape[1], size=5, replace=False)
     ei2 = np.concatenate([ei, ei[:, dup]], axis=1)
@@ -159,7 +151,7 @@ def test_unsorted_and_duplicate_edges(backend: str) -> None:
 def test_gradients_equal_dense(fw: str, shuffled: bool) -> None:
     require(fw)
     x, a, logits, _ = random_batch(4, b=1, n=12)
-    ei, w = _edges(a[0])
+    ei, w = edges(a[0])
     if shuffled:  # unsorted rows: the torch CSR path sorts them (and the weights' grads follow)
         order = np.random.default_rng(1).permutation(ei.shape[1])
         ei, w = ei[:, order], w[order]
@@ -196,7 +188,7 @@ def test_compiled_sparse(fw: str, batched: bool) -> None:
         want = dmon.pool(x, a, logits)
     else:
         want = dmon.pool(*dense)
-    ei, w = _edges(a)
+    ei, w = edges(a)
     args = [to_backend(fw, v) for v in (x, ei, w, logits)]
     b = None if batch is None else to_backend(fw, batch)
 
@@ -219,7 +211,7 @@ def test_tf_function_without_xla_uses_sparse_matmul() -> None:
     tf = require("tensorflow")
     x, a, logits, _ = random_batch(6, b=1, n=10)
     want = dmon.pool(x, a, logits)
-    ei, w = _edges(a[0])
+    ei, w = edges(a[0])
     fn = tf.function(lambda x, ei, w, lg: tuple(dmon.pool(x, dmon.SparseGraph(ei, w), lg)))
     got = fn(*(tf.constant(v) for v in (x[0], ei, w, logits[0])))
     for g, v in zip(got[1:], want[1:], strict=True):
@@ -234,7 +226,7 @@ def test_tf_graph_captured_by_tf_function_and_used_eagerly(jit_compile: bool) ->
     tf = require("tensorflow")
     x, a, logits, _ = random_batch(8, b=1, n=10)
     want = dmon.pool(x, a, logits)
-    ei, w = _edges(a[0])
+    ei, w = edges(a[0])
     xt, lt = tf.constant(x[0]), tf.constant(logits[0])
     for traced_first in (True, False):
         g = dmon.SparseGraph(tf.constant(ei), tf.constant(w))
@@ -248,7 +240,7 @@ def test_tf_graph_captured_by_tf_function_and_used_eagerly(jit_compile: bool) ->
 def test_jax_jit_takes_a_sparse_graph_argument() -> None:
     jax = require("jax")
     dense, (x, a, logits, batch) = _block_diagonal(7)
-    ei, w = _edges(a)
+    ei, w = edges(a)
     graph = dmon.SparseGraph(
         jax.numpy.asarray(ei),
         jax.numpy.asarray(w),
@@ -286,7 +278,7 @@ def test_large_sparse_graph_forms_nothing_quadratic() -> None:
 
 
 X, A, LOGITS, _ = random_batch(0, b=1, n=6)
-EI, W = _edges(A[0])
+EI, W = edges(A[0])
 
 
 @pytest.mark.parametrize(
@@ -396,13 +388,13 @@ def test_a_reused_graph_is_checked_again_after_new_edges(backend: str) -> None:
     dropped when a new edge_index is assigned: the new ids are checked and used."""
     a = A[0]
     x, logits = (to_backend(backend, v[0]) for v in (X, LOGITS))
-    g = _graph(backend, a)
+    g = sparse_graph(backend, a)
     first = dmon.pool(x, g, logits)
     g.edge_index = to_backend(backend, EI + 10)
     with pytest.raises(ValueError, match=r"`edge_index` holds node id 1[0-9], out of range"):
         dmon.pool(x, g, logits)
     # A graph with the same edges but a new order: same result as the first call.
-    ei, w = _edges(a)
+    ei, w = edges(a)
     order = np.random.default_rng(0).permutation(ei.shape[1])
     g.edge_index, g.edge_weight = to_backend(backend, ei[:, order]), to_backend(backend, w[order])
     again = dmon.pool(x, g, logits)
@@ -420,7 +412,7 @@ def test_sparse_spectral_loss_of_any_assignment(backend: str) -> None:
     d = a.sum(1)
     two_m = d.sum()
     want = -(np.trace(s.T @ a @ s) - np.sum((s.T @ d) ** 2) / two_m) / two_m
-    got = dmon.spectral_loss(_graph(backend, a), to_backend(backend, s))
+    got = dmon.spectral_loss(sparse_graph(backend, a), to_backend(backend, s))
     assert_close(got, np.asarray(want), "float64")
 
 
@@ -510,7 +502,7 @@ def test_torch_csr_row_pointer_and_columns_share_a_dtype(rows: str, cols: str) -
 
     rng = np.random.default_rng(5)
     a = (rng.random((1, 11, 11)) < 0.3) * rng.uniform(0.5, 2.0, (1, 11, 11))  # directed
-    ei, _ = _edges(a[0])
+    ei, _ = edges(a[0])
     ei = ei[:, rng.permutation(ei.shape[1])]  # unsorted: sorted inside
     w = a[0][ei[0], ei[1]]
     ops = backend_by_name("torch")
@@ -540,7 +532,7 @@ def test_an_unweighted_graph_keeps_its_matrix_and_stays_exact(fw: str) -> None:
     a = (rng.random((n, n)) < 0.3).astype(np.float64)
     np.fill_diagonal(a, 0)  # directed: a != a.T
     assert not np.array_equal(a, a.T)
-    ei, _ = _edges(a)
+    ei, _ = edges(a)
     x, _, logits, _ = random_batch(4, b=1, n=n)
     graph = dmon.SparseGraph(to_backend(fw, ei))
     weights = rng.uniform(0.5, 2.0, ei.shape[1])
@@ -584,7 +576,7 @@ def test_tensorflow_keeps_the_converted_matrix_of_the_same_weights(
     n = 12
     a = (rng.random((n, n)) < 0.3) * rng.uniform(0.5, 2.0, (n, n))
     np.fill_diagonal(a, 0)
-    ei, w = _edges(a)
+    ei, w = edges(a)
     if shuffled:
         order = rng.permutation(ei.shape[1])
         ei, w = ei[:, order], w[order]

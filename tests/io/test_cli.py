@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from helpers import subprocess_env
 
 from dmon import cli, data, metrics
 
@@ -18,7 +18,7 @@ KERAS_BACKENDS = ("jax", "tensorflow", "torch")
 
 
 def _dmon(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    full_env = subprocess_env(**(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "dmon", *args],
         capture_output=True,

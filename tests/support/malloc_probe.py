@@ -1,6 +1,6 @@
 """glibc's own accounting of this process's heap (`mallinfo2`), the oracle of the tests
-of `dmon.memory` (tests/test_memory.py) and of the probe in the trainer's process
-(tests/test_train.py)."""
+of `dmon.memory` (tests/training/test_memory.py) and of the probe in the trainer's process
+(tests/training/test_train.py)."""
 
 from __future__ import annotations
 

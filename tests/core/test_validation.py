@@ -124,13 +124,19 @@ def test_torch_module_arguments() -> None:
     torch = pytest.importorskip("torch")
     from dmon.layers.torch import DMoNPooling
 
-    with pytest.raises(ValueError, match=r"k must be a positive int .* got 0"):
-        DMoNPooling(4, 0)
-    with pytest.raises(ValueError, match=r"k must be a positive int .* got True"):
+    # one rule for k everywhere (dmon.checks): the torch layer, the Keras one, dmon.cluster
+    for k in (0, 1):
+        with pytest.raises(
+            ValueError, match=rf"`k` \(number of clusters\) must be an int >= 2; got {k}"
+        ):
+            DMoNPooling(4, k)
+    with pytest.raises(
+        TypeError, match=r"`k` \(number of clusters\) must be an int >= 2; got True"
+    ):
         DMoNPooling(4, True)
     with pytest.raises(ValueError, match=r"channels must be positive ints; got \[4, 0\]"):
         DMoNPooling([4, 0], 2)
-    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\); got 1.5"):
+    with pytest.raises(ValueError, match=r"`dropout` must be a number in \[0, 1\); got 1.5"):
         DMoNPooling(4, 2, dropout=1.5)
     with pytest.raises(
         ValueError, match=r"x must have shape \(B, N, 4\) or \(N, 4\); got \(2, 6, 3\)"

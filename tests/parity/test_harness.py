@@ -1,4 +1,4 @@
-"""`dmon.testing` and `dmon parity MODEL.keras`: a user's Keras model run on every backend,
+"""`dmon.parity` and `dmon parity MODEL.keras`: a user's Keras model run on every backend,
 each in its own process, outputs, losses and gradients compared pair by pair, and a
 divergence localised to its first layer.
 
@@ -11,7 +11,6 @@ at least two of jax, tensorflow, torch (the parity session).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import installed
+from helpers import installed, subprocess_env
 
 INSTALLED = [b for b in ("jax", "tensorflow", "torch") if installed(b)]
 pytestmark = pytest.mark.skipif(
@@ -90,11 +89,11 @@ def _model(middle: str | None = None):
 def test_clean_model_agrees_on_every_backend_with_identical_weights(tmp_path: Path) -> None:
     import keras
 
-    from dmon import testing
+    from dmon import parity
 
     model = _model()
     x, a = _inputs()
-    report = testing.compare_backends(model, {"adj": a, "x": x})  # by name, any order
+    report = parity.compare_backends(model, {"adj": a, "x": x})  # by name, any order
     assert report.backends == INSTALLED and report.skipped == {}
     assert report.agree and report.first_divergence is None, str(report)
     kinds = {c.kind for c in report.comparisons}
@@ -119,19 +118,19 @@ def test_clean_model_agrees_on_every_backend_with_identical_weights(tmp_path: Pa
 
 
 def test_inputs_by_order_without_gradients(tmp_path: Path) -> None:
-    from dmon import testing
+    from dmon import parity
 
     x, a = _inputs(1)
-    report = testing.compare_backends(_model(), [x, a], backends=["jax", "torch"], grads=False)
+    report = parity.compare_backends(_model(), [x, a], backends=["jax", "torch"], grads=False)
     assert report.agree and {c.kind for c in report.comparisons} == {"output", "loss"}
     # an .npz whose keys are not the input names is matched by order too
     np.savez(tmp_path / "in.npz", first=x, second=a)
     model_path = tmp_path / "m.keras"
     _model().save(model_path)
     with pytest.raises(
-        testing.ParityUsageError, match=r"input 'x' must have shape \(None, 8, 4\); got \(3, 8, 8\)"
+        parity.ParityUsageError, match=r"input 'x' must have shape \(None, 8, 4\); got \(3, 8, 8\)"
     ):
-        testing.compare_backends(model_path, [a, x], backends=["jax", "torch"], grads=False)
+        parity.compare_backends(model_path, [a, x], backends=["jax", "torch"], grads=False)
 
 
 def test_forward_divergence_is_localised_by_the_command(skew_module: str, tmp_path: Path) -> None:
@@ -146,7 +145,7 @@ def test_forward_divergence_is_localised_by_the_command(skew_module: str, tmp_pa
             "--import", "skewlayers", "--backends", "jax,torch",
             "--json", str(tmp_path / "report.json"),
         ],
-        env={**os.environ, "PYTHONPATH": skew_module, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env=subprocess_env(PYTHONPATH=skew_module),
         capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
     assert res.returncode == 1, res.stdout + res.stderr
@@ -160,10 +159,10 @@ def test_forward_divergence_is_localised_by_the_command(skew_module: str, tmp_pa
 
 
 def test_gradient_only_divergence_is_caught(skew_module: str) -> None:
-    from dmon import testing
+    from dmon import parity
 
     x, a = _inputs(3)
-    report = testing.compare_backends(_model("GradSkew"), [x, a], backends=["jax", "torch"])
+    report = parity.compare_backends(_model("GradSkew"), [x, a], backends=["jax", "torch"])
     assert all(c.passed for c in report.comparisons if c.kind in ("output", "loss"))
     bad = [c for c in report.comparisons if not c.passed]
     assert [c.name for c in bad] == ["user_layer/w"] and bad[0].kind == "gradient"
@@ -176,7 +175,7 @@ def test_gradient_only_divergence_is_caught(skew_module: str) -> None:
     with pytest.raises(
         AssertionError, match=r"Keras backends disagree:(.|\n)*user_layer/w .*DIFFERS"
     ):
-        testing.assert_backend_parity(_model("GradSkew"), [x, a], backends=["jax", "torch"])
+        parity.assert_backend_parity(_model("GradSkew"), [x, a], backends=["jax", "torch"])
 
 
 @pytest.mark.skipif(
@@ -185,10 +184,10 @@ def test_gradient_only_divergence_is_caught(skew_module: str) -> None:
 def test_float64_mode() -> None:
     """Every layer and input in float64: JAX (with x64) and TensorFlow agree far below
     float32 resolution."""
-    from dmon import testing
+    from dmon import parity
 
     x, a = _inputs(4)
-    report = testing.compare_backends(
+    report = parity.compare_backends(
         _model(), [x, a], backends=["jax", "tensorflow"], dtype="float64"
     )
     assert report.agree and report.rtol == 1e-9, str(report)
@@ -197,27 +196,28 @@ def test_float64_mode() -> None:
 
 
 def test_missing_backend_is_skipped_or_an_error(monkeypatch) -> None:
-    from dmon import testing
+    from dmon import parity
+    from dmon.parity import harness
 
-    real = testing.importlib.util.find_spec
+    real = harness.importlib.util.find_spec
     missing = INSTALLED[0]
     monkeypatch.setattr(
-        testing.importlib.util,
+        harness.importlib.util,
         "find_spec",
         lambda name, *a: None if name == missing else real(name, *a),
     )
     x, a = _inputs(5)
     with pytest.raises(
-        testing.ParityUsageError,
+        parity.ParityUsageError,
         match=rf"backend {missing}: {missing} is not installed \(--require-all\)",
     ):
-        testing.compare_backends(_model(), [x, a], require_all=True)
+        parity.compare_backends(_model(), [x, a], require_all=True)
     if len(INSTALLED) == 3:
-        report = testing.compare_backends(_model(), [x, a], grads=False)
+        report = parity.compare_backends(_model(), [x, a], grads=False)
         assert report.skipped == {missing: f"{missing} is not installed"} and report.agree
         assert f"skipped {missing}: {missing} is not installed" in str(report)
-    with pytest.raises(testing.ParityUsageError, match=r"parity needs two installed backends"):
-        testing.compare_backends(_model(), [x, a], backends=[missing, INSTALLED[1]])
+    with pytest.raises(parity.ParityUsageError, match=r"parity needs two installed backends"):
+        parity.compare_backends(_model(), [x, a], backends=[missing, INSTALLED[1]])
 
 
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
@@ -257,7 +257,7 @@ def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
         res = subprocess.run(
             [sys.executable, "-m", "dmon", "parity", *argv],
             capture_output=True, text=True, check=False, timeout=600,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            env=subprocess_env(),
         )  # fmt: skip
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
         assert res.returncode == 2 and len(lines) == 1 and message in lines[0], (argv, res.stderr)
@@ -282,11 +282,11 @@ def test_parity_worker_turns_tf32_off(backend: str) -> None:
     if not installed(backend):
         pytest.skip(f"{backend} is not installed")
     code = (
-        "from dmon.testing import _full_float32_products\n"
-        f"_full_float32_products({backend!r})\n"
+        f"from dmon.backends.{backend}.hooks import full_float32_products\n"
+        "full_float32_products()\n"
         f"{CHECK_FULL_FLOAT32[backend]}\n"
         "raise SystemExit(0 if ok else 1)\n"
     )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = subprocess_env()
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -1,7 +1,7 @@
 """Helper for test_keras_migration.py, run in a subprocess per Keras backend.
 
-    KERAS_BACKEND=jax python tests/keras_transfer.py save DIR
-    KERAS_BACKEND=torch python tests/keras_transfer.py load DIR jax
+    KERAS_BACKEND=jax python tests/support/keras_transfer.py save DIR
+    KERAS_BACKEND=torch python tests/support/keras_transfer.py load DIR jax
 
 `save` builds a seeded GCNConv → DMoNPooling model, writes its weights with
 `model.save_weights` and its outputs on fixed inputs; `load` builds the same architecture
@@ -14,14 +14,16 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from dmon.environment import quiet_tensorflow
+
+quiet_tensorflow()
 sys.path.insert(0, os.path.dirname(__file__))
 
-import keras
-import numpy as np
-from oracle import random_batch
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from oracle import random_batch  # noqa: E402
 
-from dmon.layers.keras import DMoNPooling, GCNConv
+from dmon.layers.keras import DMoNPooling, GCNConv  # noqa: E402
 
 
 def build() -> keras.Model:

@@ -1,4 +1,4 @@
-"""A process of the sharded-pool tests (tests/test_distributed.py): the sharded pool's
+"""A process of the sharded-pool tests (tests/distributed/test_distributed.py): the sharded pool's
 outputs and gradients against `dmon.pool` of the whole graph on one device, written as
 JSON of the largest differences per case.
 
@@ -69,20 +69,21 @@ def diff(a: Any, b: Any) -> float:
 def run_jax(path: str) -> None:
     import jax
     import jax.numpy as jnp
+    from dmon.backends.jax.collectives import JaxCollectives, jax_put, jax_shards, shard_spec
     from jax.sharding import PartitionSpec as P
 
     jax.config.update("jax_enable_x64", True)
     parts = jax.device_count()
     mesh = jax.make_mesh((parts,), ("nodes",))
-    comm = dd.JaxCollectives("nodes")
+    comm = JaxCollectives("nodes")
     report: dict[str, Any] = {"shards": parts}
     for name, c in cases().items():
         for dtype in ("float32", "float64"):
             n = c["x"].shape[0]
             part = dd.partition(c["edge_index"], n, parts, c["weight"], c["batch"])
-            shard = dd.jax_shards(part, mesh, dtype=dtype)
-            xs = dd.jax_put(part.scatter(c["x"], dtype), mesh)
-            ls = dd.jax_put(part.scatter(c["logits"], dtype), mesh)
+            shard = jax_shards(part, mesh, dtype=dtype)
+            xs = jax_put(part.scatter(c["x"], dtype), mesh)
+            ls = jax_put(part.scatter(c["logits"], dtype), mesh)
             r_x, r_adj = jnp.asarray(c["r_x"], dtype), jnp.asarray(c["r_adj"], dtype)
 
             def sharded(x: Any, logits: Any, shard: Any, r_x: Any = r_x, r_adj: Any = r_adj) -> Any:
@@ -92,7 +93,7 @@ def run_jax(path: str) -> None:
             f = jax.shard_map(
                 sharded,
                 mesh=mesh,
-                in_specs=(P("nodes"), P("nodes"), shard.spec()),
+                in_specs=(P("nodes"), P("nodes"), shard_spec(shard)),
                 out_specs=(dmon.DMoNOutput(P("nodes"), P(), P(), P(), P(), P()), P()),
             )
             graph = dmon.SparseGraph(
@@ -134,11 +135,12 @@ def run_jax(path: str) -> None:
 def torch_report(c: dict[str, Any], parts: int, rank: int, comm: Any, dtype: str) -> dict:
     """Shard `rank` of `parts`: `shard_pool` against `dmon.pool` of the whole graph."""
     import torch
+    from dmon.backends.torch.collectives import torch_shard
 
     tdt = getattr(torch, dtype)
     n = c["x"].shape[0]
     part = dd.partition(c["edge_index"], n, parts, c["weight"], c["batch"])
-    shard = dd.torch_shard(part, rank, dtype=tdt)
+    shard = torch_shard(part, rank, dtype=tdt)
     x_p = torch.tensor(part.scatter(c["x"], dtype)[rank], requires_grad=True)
     l_p = torch.tensor(part.scatter(c["logits"], dtype)[rank], requires_grad=True)
     r_x, r_adj = torch.tensor(c["r_x"], dtype=tdt), torch.tensor(c["r_adj"], dtype=tdt)
@@ -173,10 +175,11 @@ def torch_report(c: dict[str, Any], parts: int, rank: int, comm: Any, dtype: str
 
 def run_torch(path: str) -> None:
     import torch.distributed as tdist
+    from dmon.backends.torch.collectives import TorchCollectives
 
     tdist.init_process_group("gloo")
     rank, parts = tdist.get_rank(), tdist.get_world_size()
-    comm = dd.TorchCollectives()
+    comm = TorchCollectives()
     report: dict[str, Any] = {"shards": parts}
     for name, c in cases().items():
         for dtype in ("float32", "float64"):

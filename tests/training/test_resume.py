@@ -11,7 +11,6 @@ has them all). Every process started here is ended before the test returns.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,27 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import installed
+from helpers import installed, subprocess_env
 
 EPOCHS = 1200  # long enough on the fastest backend to be stopped midway
 EVERY = 7  # does not divide EPOCHS: the last checkpoint is an off-cycle one
 ARGS = ("cluster", "--epochs", str(EPOCHS), "--checkpoint-every", str(EVERY), "--quiet")
 
 
-def _env(backend: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "KERAS_BACKEND": backend,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "TF_ENABLE_ONEDNN_OPTS": "0",
-        "PYTHONHASHSEED": "0",
-    }
-
-
 def _dmon(backend: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "dmon", *ARGS, "--backend", backend, "--out", str(out), *extra],
-        env=_env(backend),
+        env=subprocess_env(KERAS_BACKEND=backend),
         capture_output=True,
         text=True,
         timeout=600,
@@ -62,7 +51,7 @@ def _start_and_signal(backend: str, out: Path, sig: int, after_epoch: int, delay
     seconds, send `sig`; return the exit status. The process never outlives this."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "dmon", *ARGS, "--backend", backend, "--out", str(out)],
-        env=_env(backend),
+        env=subprocess_env(KERAS_BACKEND=backend),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

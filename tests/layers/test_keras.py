@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 import pytest
+from helpers import edges
 from oracle import random_batch
 
 keras = pytest.importorskip("keras")
@@ -334,16 +335,11 @@ def test_from_pyg_module() -> None:
 # --- sparse adjacency ------------------------------------------------------------------
 
 
-def _edges(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ei = np.stack(np.nonzero(a)).astype(np.int64)
-    return ei, a[ei[0], ei[1]].astype(np.float32)
-
-
 def test_edge_index_inputs_equal_dense_inputs() -> None:
     """The same layers called with [x, edge_index, edge_weight] and with [x, adj]."""
     x, a, _, _ = random_batch(9, b=1, n=14, f=5, c=3)
     x, a = np32(x[0], a[0])
-    ei, w = _edges(a)
+    ei, w = edges(a, "float32")
     conv, pool_layer = GCNConv(8), DMoNPooling(3, ortho_weight=1.0)
     h_dense = conv([x, a])
     h_sparse = conv([x, ei, w])
@@ -391,7 +387,7 @@ def test_sparse_model_fits_one_large_graph(jit_compile: bool) -> None:
         )
     keras.utils.set_random_seed(0)
     x, a = _sbm(11, b=1, n=60)
-    ei, w = _edges(a[0])
+    ei, w = edges(a[0], "float32")
     n, e = 60, ei.shape[1]
     x_in = keras.Input((n, 3), batch_size=1)
     ei_in = keras.Input((2, e), batch_size=1, dtype="int64")

@@ -1,4 +1,4 @@
-"""A process of tests/test_distributed.py: Keras' `DataParallel` over 4 simulated JAX
+"""A process of tests/distributed/test_distributed.py: Keras' `DataParallel` over 4 simulated JAX
 devices trains a graph classifier built from `GCNConv` and `DMoNPooling` (dense batches
 of graphs, the batch axis split over the devices) exactly as one device does.
 

@@ -3,9 +3,11 @@ one tolerance policy of the suite."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,22 +46,18 @@ def require(name: str) -> Any:
     return pytest.importorskip(name)
 
 
+def hooks(name: str) -> Any:
+    """`dmon.backends.<name>.hooks`, after `require(name)`: the framework's side of the
+    suite (conversion, compiler, gradients)."""
+    require(name)
+    return importlib.import_module(f"dmon.backends.{name}.hooks")
+
+
 def to_backend(name: str, a: np.ndarray, dtype: str | None = None) -> Any:
     """``a`` as an array of backend ``name`` (with ``dtype``, default ``a``'s own)."""
-    fw = require(name)
-    if dtype is not None:
-        a = a.astype(dtype) if dtype != "bfloat16" else a
-    if name == "numpy":
-        return a
-    if name == "torch":
-        t = fw.from_numpy(np.ascontiguousarray(a)).to(TORCH_DEVICE)
-        return t.to(fw.bfloat16) if dtype == "bfloat16" else t
-    if name == "tensorflow":
-        t = fw.constant(a)
-        return fw.cast(t, fw.bfloat16) if dtype == "bfloat16" else t
-    import jax.numpy as jnp
-
-    return jnp.asarray(a, dtype=jnp.bfloat16 if dtype == "bfloat16" else None)
+    if dtype is not None and dtype != "bfloat16":
+        a = a.astype(dtype)
+    return hooks(name).to_array(a, dtype, TORCH_DEVICE if name == "torch" else None)
 
 
 def to_numpy(v: Any) -> np.ndarray:
@@ -84,32 +82,12 @@ def to_numpy(v: Any) -> np.ndarray:
 def compiled(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` under the framework's compiler: jax.jit, tf.function(jit_compile=True),
     torch.compile."""
-    fw = require(name)
-    if name == "jax":
-        return fw.jit(fn)  # type: ignore[no-any-return]
-    if name == "tensorflow":
-        return fw.function(fn, jit_compile=True)  # type: ignore[no-any-return]
-    if name == "torch":
-        return fw.compile(fn, dynamic=False)  # type: ignore[no-any-return]
-    return fn
+    return hooks(name).compile(fn)  # type: ignore[no-any-return]
 
 
 def gradient(name: str, fn: Callable[..., Any], *args: Any) -> list[np.ndarray]:
     """Gradients of the scalar ``fn(*args)`` w.r.t. every arg, as NumPy arrays."""
-    fw = require(name)
-    if name == "torch":
-        leaves = [a.clone().requires_grad_(True) for a in args]
-        grads = fw.autograd.grad(fn(*leaves), leaves)
-        return [to_numpy(g) for g in grads]
-    if name == "tensorflow":
-        leaves = [fw.Variable(a) for a in args]
-        with fw.GradientTape() as tape:
-            out = fn(*leaves)
-        return [to_numpy(g) for g in tape.gradient(out, leaves)]
-    if name == "jax":
-        grads = fw.grad(fn, argnums=tuple(range(len(args))))(*args)
-        return [to_numpy(g) for g in grads]
-    raise ValueError(f"no autodiff in {name}")
+    return [to_numpy(g) for g in hooks(name).gradient(fn, *args)]
 
 
 def assert_close(
@@ -122,3 +100,43 @@ def assert_close(
         a, e, rtol=tol["rtol"] * scale, atol=tol["atol"] * scale, err_msg=what
     )
     return float(np.max(np.abs(a - e))) if a.size else 0.0
+
+
+# --- graphs and processes, shared by the test modules -------------------------------------
+
+
+def edges(a: np.ndarray, dtype: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`(2, E)` int64 `edge_index` and `(E,)` weights of the non-zeros of a dense `a`,
+    rows sorted (weights in `dtype`, default `a`'s own)."""
+    ei = np.stack(np.nonzero(a)).astype(np.int64)
+    w = a[ei[0], ei[1]]
+    return ei, w if dtype is None else w.astype(dtype)
+
+
+def sparse_graph(backend: str, a: np.ndarray, dtype: str = "float64", **kw: Any) -> Any:
+    """A `dmon.SparseGraph` of backend `backend`'s arrays with the non-zeros of `a`."""
+    import dmon
+
+    ei, w = edges(a)
+    return dmon.SparseGraph(to_backend(backend, ei), to_backend(backend, w, dtype), **kw)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child (a `dmon` command, a worker script):
+    TensorFlow quiet, hash seed fixed, plus `extra` (e.g. `KERAS_BACKEND`)."""
+    from dmon.environment import TENSORFLOW_QUIET
+
+    return {**os.environ, **TENSORFLOW_QUIET, "PYTHONHASHSEED": "0", **extra}
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+SUPPORT = Path(__file__).parent
+"""This folder: the worker scripts that tests run in their own processes."""

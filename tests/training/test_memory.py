@@ -2,10 +2,10 @@
 blocks are mappings, how much free memory the heap keeps) and the kernel's (resident
 memory of this process), not against dmon's state.
 
-Training inside it is covered in tests/test_train.py: the per-epoch losses of
+Training inside it is covered in tests/training/test_train.py: the per-epoch losses of
 `dmon.cluster` on every backend (trained inside the block) equal Keras' `fit`, and a
 probe in that process sees the settings during the epochs and only then. JAX's steps
-reach it only when they run on the calling thread (`dmon.engines.JaxEngine`): checked
+reach it only when they run on the calling thread (`dmon.backends.jax.engine`): checked
 here against the kernel's count of page faults.
 """
 
@@ -87,9 +87,10 @@ def test_a_malloc_policy_of_the_process_is_left_alone(
 _JAX_STEPS = """
 import json, resource, sys
 import jax, jax.numpy as jnp
-from dmon import engines, memory
+from dmon import memory
+from dmon.backends.jax.engine import Engine
 if sys.argv[1] == "engine":
-    engines.JaxEngine(None)  # dmon starts JAX
+    Engine(None)  # dmon starts JAX
 n = 400_000  # two (n, 64) temporaries: one block of ~200 MB
 x, w = jnp.ones((n, 64)), jnp.full((64, 64), 0.01)
 step = jax.jit(lambda x, w: ((x @ w) * jnp.tanh(jnp.tanh(x @ w) @ w)[::-1]).sum(0))

@@ -4,7 +4,7 @@
   pointing at its target's row of the gathered array; blocks balanced by edges).
 - `dmon.distributed.shard_pool`: outputs and gradients against `dmon.pool` of the whole
   graph on one device, on 4 simulated JAX devices and 2 torch gloo processes (the
-  processes of tests/distributed_worker.py).
+  processes of tests/support/distributed_worker.py).
 - `dmon cluster` sharded (4 simulated JAX devices, 2 JAX processes, 2 torch processes)
   against the one-device run: losses epoch by epoch and the clusters.
 - A process that dies stops the others with one error line, quickly; a sharded run
@@ -20,7 +20,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,41 +27,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import installed
+from helpers import SUPPORT, free_port, installed, subprocess_env
 
 from dmon.ops import Edges
 from dmon.partition import partition
 
-HERE = Path(__file__).parent
 CLUSTER_ARGS = ("karate", "--epochs", "60", "--dropout", "0", "--seed", "3", "--quiet")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(**extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "TF_ENABLE_ONEDNN_OPTS": "0",
-        "PYTHONHASHSEED": "0",
-        **extra,
-    }
 
 
 def _run(cmd: list[str], timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        cmd, env=_env(**env), capture_output=True, text=True, timeout=timeout, check=False
+        cmd, env=subprocess_env(**env), capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
 def _jax_processes(*args: str) -> list[subprocess.Popen]:
     """Two `dmon cluster --backend jax` processes of one job on localhost, each in its own
     session (so that a test can kill its whole group), reading pipes as text."""
-    port = _free_port()
+    port = free_port()
     return [
         subprocess.Popen(
             [
@@ -80,7 +62,7 @@ def _jax_processes(*args: str) -> list[subprocess.Popen]:
                 "--process-id",
                 str(i),
             ],
-            env=_env(),
+            env=subprocess_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -100,7 +82,7 @@ def _torchrun(nproc: int, *args: str) -> list[str]:
         "--master-addr",
         "127.0.0.1",
         "--master-port",
-        str(_free_port()),
+        str(free_port()),
         *args,
     ]
 
@@ -253,7 +235,7 @@ def test_one_shard_without_padding_rows_equals_the_whole_graph() -> None:
 def test_shard_pool_on_four_jax_devices_equals_one_device(tmp_path: Path) -> None:
     out = tmp_path / "jax.json"
     proc = _run(
-        [sys.executable, str(HERE / "distributed_worker.py"), "jax", str(out)],
+        [sys.executable, str(SUPPORT / "distributed_worker.py"), "jax", str(out)],
         XLA_FLAGS="--xla_force_host_platform_device_count=4",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -265,7 +247,7 @@ def test_shard_pool_on_four_jax_devices_equals_one_device(tmp_path: Path) -> Non
 @pytest.mark.skipif(not installed("torch"), reason="needs torch")
 def test_shard_pool_on_two_torch_processes_equals_one_device(tmp_path: Path) -> None:
     out = tmp_path / "torch.json"
-    proc = _run(_torchrun(2, str(HERE / "distributed_worker.py"), "torch", str(out)))
+    proc = _run(_torchrun(2, str(SUPPORT / "distributed_worker.py"), "torch", str(out)))
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rank in range(2):
         report = json.loads(Path(f"{out}.{rank}").read_text())
@@ -472,7 +454,7 @@ def test_a_torch_process_that_dies_ends_the_job(tmp_path: Path) -> None:
             "cluster",
             *_endless_run(tmp_path, "--backend", "torch"),
         ),
-        env=_env(),
+        env=subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -572,7 +554,7 @@ def test_cli_refuses_a_launch_that_cannot_work(
 def test_keras_layers_train_under_data_parallel_as_on_one_device(tmp_path: Path) -> None:
     out = tmp_path / "dp.json"
     proc = _run(
-        [sys.executable, str(HERE / "keras_data_parallel.py"), str(out)],
+        [sys.executable, str(SUPPORT / "keras_data_parallel.py"), str(out)],
         XLA_FLAGS="--xla_force_host_platform_device_count=4",
         KERAS_BACKEND="jax",
     )
