@@ -228,7 +228,7 @@ def test_bad_input(inputs, pattern) -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match=r"`k` \(number of clusters\) must be an int >= 2; got 1"):
         DMoNPooling(1)
-    with pytest.raises(ValueError, match=r"`dropout` must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"`dropout` must be a number in \[0, 1\)"):
         DMoNPooling(3, dropout=1.0)
     with pytest.raises(ValueError, match=r"`collapse_regularization` must be >= 0"):
         DMoNPooling(3, collapse_regularization=-1.0)

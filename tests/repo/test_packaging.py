@@ -37,15 +37,21 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_contains_every_backend(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for mod in ("numpy", "torch", "tensorflow", "jax", "__init__"):
-        assert f"dmon/backends/{mod}.py" in names
+    assert "dmon/backends/__init__.py" in names
+    for fw in ("numpy", "torch", "tensorflow", "jax"):
+        for mod in ("__init__", "ops", "hooks"):
+            assert f"dmon/backends/{fw}/{mod}.py" in names
+        if fw != "numpy":
+            assert f"dmon/backends/{fw}/engine.py" in names
+    for package in ("training", "parity", "data", "cli"):
+        assert f"dmon/{package}/__init__.py" in names
     assert "dmon/layers/torch.py" in names
     assert not any(n.startswith("backends/") for n in names)
 
 
 def test_wheel_imports_backends(wheel: Path, tmp_path: Path) -> None:
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
-    code = "import dmon.backends.numpy, dmon.backends.jax, dmon.backends.torch, dmon.backends.tensorflow, dmon; print(dmon.__file__)"
+    code = "import dmon.backends.numpy.ops, dmon.backends.jax.ops, dmon.backends.torch.ops, dmon.backends.tensorflow.ops, dmon.backends.jax.engine, dmon.training, dmon; print(dmon.__file__)"
     res = subprocess.run(
         [
             sys.executable,
