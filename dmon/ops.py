@@ -263,7 +263,16 @@ def backend_by_name(name: str) -> ArrayOps:
                 f"backend {name!r} needs the {_BACKENDS[name]!r} package, which is not "
                 f"installed: pip install 'dmon[{name}]'"
             )
-        module = importlib.import_module(f"dmon.backends.{name}.ops")
+        try:
+            module = importlib.import_module(f"dmon.backends.{name}.ops")
+        except ModuleNotFoundError as err:
+            if not (err.name or "").startswith("dmon.backends"):
+                raise
+            # a checkout on sys.path without an install: backends/ is not dmon/backends/
+            raise ImportError(
+                "dmon's backends are not installed: dmon runs from an install (backends/ "
+                "becomes dmon.backends): pip install -e . (in the repository root)"
+            ) from None
         _instances[name] = getattr(module, _CLASS_NAMES[name])()
     return _instances[name]
 
