@@ -88,6 +88,7 @@ def _keras_session(backend: str) -> None:
             "pytest",
             "-q",
             "tests/layers/test_keras.py",
+            "tests/layers/test_keras_sparse.py",
             "tests/sparse/test_adjacency.py",
             *session.posargs,
             env=env,

@@ -187,10 +187,14 @@ def test_every_backend_folder_mirrors_the_others() -> None:
 
 
 def test_no_module_outgrows_one_idea() -> None:
-    """Every module of the package (dmon/ and backends/) stays under `MAX_LINES`."""
+    """Every module, of the package (dmon/, backends/) and of its tests, benchmarks and
+    examples, stays under `MAX_LINES`."""
+    sources = [*MODULES.values()] + [
+        p for folder in ("tests", "benchmarks", "examples") for p in (ROOT / folder).rglob("*.py")
+    ]
     long = [
         f"{p.relative_to(ROOT)}: {n} lines"
-        for p in MODULES.values()
+        for p in sources
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     ]
     assert not long, long

@@ -138,5 +138,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def pool_objective(x: Any, adj: Any, logits: Any) -> Any:
+    """A scalar that weighs every output of `dmon.pool(x, adj, logits)` (4 clusters),
+    for comparing gradients of one input form against another."""
+    import dmon
+
+    out = dmon.pool(x, adj, logits)
+    ops = dmon.get_backend(out.s)
+    r = to_backend(ops.name, np.linspace(-1.0, 1.0, 4), ops.dtype_name(out.s))
+    s = out.s if len(ops.shape(out.s)) == 2 else out.s[0]
+    return (
+        ops.sum(s * r, axis=(0, 1))
+        + ops.sum(out.x * 0.3, axis=(0, 1, 2))
+        + ops.sum(out.adj, axis=(0, 1, 2))
+        + out.spectral_loss
+        + 0.5 * out.ortho_loss
+        + 0.7 * out.cluster_loss
+    )
+
+
 SUPPORT = Path(__file__).parent
 """This folder: the worker scripts that tests run in their own processes."""
