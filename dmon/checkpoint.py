@@ -1,9 +1,9 @@
-"""Training checkpoints: the model, optimizer and RNG state and the loss history of a
+"""Training checkpoints: the model's and the optimizer's state and the loss history of a
 clustering run, in one `.npz` written atomically, so that a run killed at any moment
 resumes from its last checkpoint and ends exactly as an uninterrupted run.
 
 The file holds plain arrays and one JSON string: nothing is pickled, and every part is
-checked before use. NumPy only; `dmon.train` moves the arrays in and out of Keras.
+checked before use. NumPy only; `dmon.training` moves the arrays in and out of its engines.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ class Checkpoint:
     """`(variable path, value)` of every optimizer variable (step count, moments)."""
     history: dict[str, list[float]] = field(default_factory=dict)
     rng: list[tuple[str, np.ndarray]] = field(default_factory=list)
-    """`(generator, state)` of the global random generators that training draws from
-    beside the model's own seed state (torch's unseeded dropout uses torch's)."""
+    """`(generator, state)` of random generators a trainer draws from. Empty for
+    `dmon.cluster`: its dropout masks are a function of the seed, the epoch and the shard
+    alone, so a resumed run needs no generator state."""
 
 
 def arrays_sha256(*arrays: np.ndarray) -> str:

@@ -223,8 +223,7 @@ def partition(
 
 
 # On XLA:CPU a scattered edge (gather, then segment sum) costs about as much as this many
-# slot entries (a gather fused into an add): 240 ms for 2.3M edges against 28 ms for
-# 169k rows × 33 slots at ogbn-arxiv size.
+# slot entries (a gather fused into an add; docs/benchmarks.md, "Design measurements").
 SLOT_COST = 20
 MAX_SLOTS = 128  # each slot is one fused gather in the compiled program
 

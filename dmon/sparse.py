@@ -99,8 +99,7 @@ def edges(ops: ArrayOps, where: str, adj: Any, n: int) -> tuple[Array, Array, Ar
 def _check_weights(ops: ArrayOps, where: str, adj: Any, weight: Array) -> None:
     """No negative edge weight (eager only; NaN passes). Counted where the weights are,
     and only a failure brings them to the host: on a GPU, copying every weight to the host
-    on every call was the largest cost of torch's sparse forward (a 9 MB copy, 1.25 ms
-    of 4.4 ms at ogbn-arxiv's size on an H200)."""
+    on every call was the largest cost of torch's sparse forward (docs/benchmarks.md, "Design measurements")."""
     if not ops.shape(weight)[0]:
         return
     count = ops.to_numpy(ops.sum(ops.astype(weight < 0, ops.dtype_name(weight)), axis=0))

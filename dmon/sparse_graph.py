@@ -2,7 +2,8 @@
 that remembers what a backend derives from its `edge_index`.
 
 A leaf module: it imports nothing from dmon, so the backends (loaded by `dmon.ops`) can
-import it without an import cycle.
+import it without an import cycle; its JAX pytree registration is loaded by name
+(`dmon.backends.jax.pytree`) when JAX is already imported.
 """
 
 from __future__ import annotations

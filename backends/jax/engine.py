@@ -32,11 +32,11 @@ class Engine(Defaults):
     Where the engine starts JAX (no JAX computation ran before in the process), JAX's
     CPU client runs single-device computations on the calling thread
     (`jax_cpu_enable_async_dispatch=False`), for the rest of the process. XLA:CPU
-    allocates a step's temporaries as one block (about 380 MB at ogbn-arxiv's size) on
+    allocates a step's temporaries as one large block on
     the thread that runs the step: on the trainer's thread, glibc keeps it for the next
     step (`dmon.memory.keep_freed_memory`); on one of JAX's worker threads, whose glibc
     arena grows in heaps of at most 64 MiB, it is a fresh mapping page-faulted in on
-    every step (over a third of the epoch at that size). The step's result is read at
+    every step (docs/benchmarks.md, "Training"). The step's result is read at
     once in any case, so dispatching it asynchronously gains nothing here.
     """
 

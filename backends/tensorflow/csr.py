@@ -17,9 +17,9 @@ def build(tf: Any, edges: Edges) -> Any:
     if _in_xla_context(tf) or n == 0 or row.shape[0] == 0:
         # the CSR product has no XLA kernel, and crashes (SIGFPE) on an empty matrix
         return (row, col, weight, n)
-    # A CSR matrix (TensorFlow's CSRSparseMatrix): its product is ~20x faster than a
-    # SparseTensor's (sparse_dense_matmul, single-threaded) and ~5x a segment sum;
-    # differentiable in the values and the dense operand. Its entries must be in row
+    # A CSR matrix (TensorFlow's CSRSparseMatrix): its product is far faster than a
+    # SparseTensor's (sparse_dense_matmul, single-threaded) or a segment sum
+    # (docs/benchmarks.md, "Design measurements"); differentiable in the values and the dense operand. Its entries must be in row
     # order: the order (a sort of the (E, 2) indices) is built once and cached on the
     # SparseGraph. Only eager tensors are stored (a traced tensor must not outlive its
     # graph); a traced function reads a stored one as a constant.
@@ -109,9 +109,9 @@ class CsrIndex:
 
 class _Converted:
     """The `CSRSparseMatrix` of `A` and of `Aᵀ`, each built on first use. For one eager
-    tensor of weights (`weight`) it is kept with the graph: both conversions (4.5 ms, and
-    10 ms with the gather into the transpose's order, at ogbn-arxiv's size) are made once
-    for every call that passes the same tensor; otherwise (`weight` None) it lives for
+    tensor of weights (`weight`) it is kept with the graph: both conversions (a large part
+    of a call, docs/benchmarks.md, "Design measurements") are made once for every call that passes the same
+    tensor; otherwise (`weight` None) it lives for
     one call."""
 
     __slots__ = ("forward", "transpose", "weight")
@@ -151,8 +151,7 @@ class Csr:
 
     def product(self, tf: Any, dense: Any) -> Any:
         """`A @ dense`, differentiated without TensorFlow's own gradient of the CSR
-        product, which transposes the matrix in every backward (95 ms of a 150 ms step
-        at ogbn-arxiv's size): `∂/∂dense = Aᵀ G` (`A` itself under the symmetric promise)
+        product, which transposes the matrix in every backward (most of a step's time): `∂/∂dense = Aᵀ G` (`A` itself under the symmetric promise)
         and `∂/∂w_e = ⟨G[row_e], dense[col_e]⟩`, the latter only when a tape watches the
         weights (or inside a `tf.function`, whose graph drops it when unused)."""
         from tensorflow.python.eager import record
@@ -182,7 +181,7 @@ class Csr:
 def _permuted(tf: Any, weight: Any, order: Any, inverse: Any) -> Any:
     """`weight[order]` for a permutation `order`, differentiated as `g[inverse]`: two
     gathers. A scatter by `inverse` in the forward (dense gradient, unlike a gather's
-    `IndexedSlices`) cost 40 ms of a 70 ms forward for ogbn-arxiv's 2.3M weights."""
+    `IndexedSlices`) cost over half the forward (docs/benchmarks.md, "Design measurements")."""
 
     @tf.custom_gradient
     def fn(w: Any) -> Any:

@@ -14,7 +14,7 @@ def build(torch: Any, edges: Edges) -> Any:
     """`edges` as a `Csr` (or, under `torch.compile`, the COO triple: inductor has no
     sparse kernels).
 
-    CSR: ~30x faster than an index_add and ~15x faster than COO spmm on CPU. Built in
+    CSR: far faster than an index_add or COO spmm on CPU (docs/benchmarks.md, "Design measurements"). Built in
     O(E) (a binary search per row; a stable sort by row only if the rows are unsorted),
     never through COO's coalesce, which sorts. Duplicates are summed by the product. The
     index structure is cached on the SparseGraph; weights only when `constant`.
@@ -37,7 +37,7 @@ def build(torch: Any, edges: Edges) -> Any:
     kept = remembered(edges.cache, key, index)
 
     def ordered() -> Csr:
-        # index_select, not weight[order]: advanced indexing is ~8x slower on CPU
+        # index_select, not weight[order]: advanced indexing is several times slower on CPU
         order = kept.order
         w = weight if order is None else weight.index_select(0, order)
         return Csr(kept, w, edges.constant)
@@ -89,7 +89,7 @@ class Csr:
 
     def transposed(self, torch: Any) -> tuple[CsrIndex, Any]:
         """The transpose's index and weights: this matrix's weights permuted (a gather of
-        E values, ~3 ms at ogbn-arxiv's size), or they themselves for a symmetric one."""
+        E values), or they themselves for a symmetric one."""
         if self._transposed is not None:
             return self._transposed
         index, perm = self.index.transpose(torch)
@@ -113,8 +113,7 @@ class Csr:
 def index_dtype(torch: Any, edges: int, size: int) -> Any:
     """The dtype of a CSR's row pointer and columns: int32 wherever `edges` entries of an
     `size`-wide matrix fit, else int64. MKL's CPU kernels take 32-bit indices and torch
-    converts int64 ones on every product (1.5 ms of a 4.7 ms product at ogbn-arxiv's
-    size). One dtype for both: the CSR is built with its invariants unchecked, and CUDA
+    converts int64 ones on every product (docs/benchmarks.md, "Design measurements"). One dtype for both: the CSR is built with its invariants unchecked, and CUDA
     read an int64 pointer with int32 columns (Keras' edge_index) out of bounds."""
     return torch.int32 if edges < 2**31 and size < 2**31 else torch.int64
 
@@ -132,8 +131,7 @@ def crow(torch: Any, row: Any, n: int) -> Any:
 
 def csr_times(torch: Any, matrix: Any, dense: Any) -> Any:
     """`matrix @ dense` written straight into an uninitialised result (`beta=0`: never
-    read): `@` zero-fills one and copies it (1.7 ms of a 7 ms product at ogbn-arxiv's
-    size), and `addmm` without `out=` copies its input into a new result first (`out=`
+    read): `@` zero-fills one and copies it (a quarter of the product, docs/benchmarks.md, "Design measurements"), and `addmm` without `out=` copies its input into a new result first (`out=`
     only where autograd does not record: a double backward differentiates this)."""
     out = dense.new_empty((matrix.shape[0], *dense.shape[1:]))
     if torch.is_grad_enabled() and (dense.requires_grad or matrix.requires_grad):

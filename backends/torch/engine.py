@@ -163,9 +163,9 @@ def torch_keep(torch: Any, shape: tuple[int, int], rate: float, seed: int, devic
     """torch's dropout multiplier `[u >= rate] / (1 - rate)` `(block, k)` float32, `u`
     uniform in `[0, 1)` and a function of `seed` alone (a resumed run draws the same).
 
-    On the CPU the uniforms come from NumPy's PCG64, which draws float32s 1.5-3x faster
-    than torch's CPU generator (a Mersenne Twister on one thread: 14-26 ms of a ~210 ms
-    epoch at ogbn-arxiv's size, 169,343 x 40); on a GPU, from torch's generator there.
+    On the CPU the uniforms come from NumPy's PCG64, which draws float32s faster than
+    torch's CPU generator, a Mersenne Twister on one thread (docs/benchmarks.md, "Design measurements");
+    on a GPU, from torch's generator there.
     """
     if torch.device(device).type == "cpu":
         uniform = np.random.default_rng(seed).random(shape, dtype=np.float32)

@@ -160,8 +160,7 @@ class TorchOps:
 
 # glibc serves a block over 32 MiB (the ceiling of its dynamic mmap threshold) as a fresh
 # mapping and unmaps it when freed, so such a tensor is page-faulted in 4 KiB pages on
-# every step: ~20 ms for the 87 MB gradient of ogbn-arxiv's features, as long as the
-# product that writes it.
+# every step, which costs as long as the product that writes it (docs/benchmarks.md, "Design measurements").
 _LARGE_BYTES = 32 << 20
 
 
