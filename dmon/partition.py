@@ -68,7 +68,7 @@ class Partition:
         values = np.asarray(values, dtype=dtype)
         if values.ndim < 1 or values.shape[0] != self.num_nodes:
             raise ValueError(
-                f"dmon.Partition.scatter: `values` must have shape (N, ...) with N = "
+                f"dmon.partition.Partition.scatter: `values` must have shape (N, ...) with N = "
                 f"{self.num_nodes}; got {values.shape}"
             )
         out = np.zeros((self.parts, self.block, *values.shape[1:]), dtype=values.dtype)
@@ -87,7 +87,7 @@ class Partition:
             sharded = sharded.reshape(self.parts, self.block, *sharded.shape[1:])
         if sharded.ndim < 2 or sharded.shape[:2] != (self.parts, self.block):
             raise ValueError(
-                f"dmon.Partition.gather: expected shape ({self.parts}, {self.block}, ...) or "
+                f"dmon.partition.Partition.gather: expected shape ({self.parts}, {self.block}, ...) or "
                 f"({self.parts * self.block}, ...); got {sharded.shape}"
             )
         sizes = np.diff(self.bounds)
@@ -96,7 +96,9 @@ class Partition:
     def shard(self, p: int) -> dict[str, np.ndarray]:
         """Shard `p`'s arrays (`row`, `col`, `weight`, `valid`, `batch`)."""
         if not 0 <= p < self.parts:
-            raise ValueError(f"dmon.Partition.shard: `p` must be in [0, {self.parts}); got {p}")
+            raise ValueError(
+                f"dmon.partition.Partition.shard: `p` must be in [0, {self.parts}); got {p}"
+            )
         return {
             "row": self.row[p],
             "col": self.col[p],
@@ -134,7 +136,7 @@ def partition(
         TypeError / ValueError: naming the argument, its shape or dtype and what was
             expected.
     """
-    where = "dmon.distributed.partition"
+    where = "dmon.partition.partition"
     for name, v in (("num_nodes", num_nodes), ("parts", parts)):
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
             raise ValueError(f"{where}: `{name}` must be an int >= 1; got {v!r}")
