@@ -15,7 +15,7 @@ The settings reach the blocks of glibc's main arena: a thread with an arena of i
 gets every block over 64 MiB as a mapping whatever they say (such an arena grows in
 heaps of at most 64 MiB). `dmon.cluster` trains inside the block on the CPU, on every
 backend; its JAX engine runs steps on the trainer's thread so that XLA's block of a
-step's temporaries is one of them (`dmon.engines.JaxEngine`). Nothing is changed where
+step's temporaries is one of them (`dmon.backends.jax.engine`). Nothing is changed where
 the process already has a malloc policy of its own (see `malloc_policy`).
 """
 
