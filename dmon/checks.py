@@ -59,6 +59,7 @@ def check_resolution(where: str, resolution: object) -> float:
                 f"{where}: `resolution` must be a real number >= 0; got {type(resolution).__name__}"
             ) from None
     value = float(resolution)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{where}: `resolution` must be a finite number >= 0; got {resolution!r}")
+    _, ok, want = RULES["resolution"]
+    if not ok(value):
+        raise ValueError(f"{where}: `resolution` must be {want}; got {resolution!r}")
     return value

@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 Array = Any
@@ -263,18 +264,28 @@ def backend_by_name(name: str) -> ArrayOps:
                 f"backend {name!r} needs the {_BACKENDS[name]!r} package, which is not "
                 f"installed: pip install 'dmon[{name}]'"
             )
-        try:
-            module = importlib.import_module(f"dmon.backends.{name}.ops")
-        except ModuleNotFoundError as err:
-            if not (err.name or "").startswith("dmon.backends"):
-                raise
-            # a checkout on sys.path without an install: backends/ is not dmon/backends/
-            raise ImportError(
-                "dmon's backends are not installed: dmon runs from an install (backends/ "
-                "becomes dmon.backends): pip install -e . (in the repository root)"
-            ) from None
+        module = backend_module(name, "ops")
         _instances[name] = getattr(module, _CLASS_NAMES[name])()
     return _instances[name]
+
+
+def backend_module(name: str, part: str) -> ModuleType:
+    """`dmon.backends.<name>.<part>` (`ops`, `engine`, `hooks`, ...), loaded by name so
+    that no core module imports a framework's folder. Importing it imports no framework.
+
+    Raises:
+        ImportError: naming the fix when the backends are not installed (a checkout on
+            `sys.path` without an install: `backends/` is not `dmon/backends/`).
+    """
+    try:
+        return importlib.import_module(f"dmon.backends.{name}.{part}")
+    except ModuleNotFoundError as err:
+        if err.name not in ("dmon.backends", f"dmon.backends.{name}"):
+            raise
+        raise ImportError(
+            "dmon's backends are not installed: dmon runs from an install (backends/ "
+            "becomes dmon.backends): pip install -e . (in the repository root)"
+        ) from None
 
 
 def get_backend(x: object) -> ArrayOps:

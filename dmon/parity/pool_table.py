@@ -3,14 +3,13 @@ each backend's largest difference from the NumPy float64 reference, and timings.
 
 from __future__ import annotations
 
-import importlib
 import time
 from typing import Any
 
 import numpy as np
 
 from dmon.environment import quiet_tensorflow
-from dmon.ops import available_backends, backend_by_name
+from dmon.ops import available_backends, backend_by_name, backend_module
 from dmon.pooling import pool, spectral_loss
 
 
@@ -35,7 +34,7 @@ def compare(reps: int = 20) -> list[dict[str, Any]]:
     a, x, logits, _ = planted_partition()
     ref = pool(x, a, logits)
     for name in available_backends():  # JAX computes in float32 unless told otherwise
-        importlib.import_module(f"dmon.backends.{name}.hooks").enable_float64()
+        backend_module(name, "hooks").enable_float64()
     numpy_ops = backend_by_name("numpy")
     rows: list[dict[str, Any]] = []
     for name in available_backends():

@@ -20,12 +20,8 @@ from typing import Any
 import numpy as np
 
 from dmon.checkpoint import arrays_sha256
+from dmon.ops import backend_module
 from dmon.parity.report import ParityUsageError
-
-
-def backend_hooks(backend: str) -> Any:
-    """`dmon.backends.<backend>.hooks`: the framework's side of the harness."""
-    return importlib.import_module(f"dmon.backends.{backend}.hooks")
 
 
 def _worker(
@@ -40,7 +36,7 @@ def _worker(
 
     import dmon.layers.keras  # noqa: F401 - registers dmon's layers for deserialization
 
-    backend_hooks(keras.backend.backend()).full_float32_products()
+    backend_module(keras.backend.backend(), "hooks").full_float32_products()
 
     try:
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
@@ -215,7 +211,9 @@ def _gradients(keras: Any, model: Any, arrays: list[Any], trainable: list[Any]) 
             out = out + t
         return out
 
-    return backend_hooks(keras.backend.backend()).keras_gradients(model, arrays, trainable, total)
+    return backend_module(keras.backend.backend(), "hooks").keras_gradients(
+        model, arrays, trainable, total
+    )
 
 
 def _main(argv: list[str]) -> int:

@@ -6,12 +6,12 @@ written once (`dmon.training.model`, `optimizer`, `prepared`)."""
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Protocol
 
 import numpy as np
 
+from dmon.ops import backend_module
 from dmon.partition import Partition
 from dmon.training.launch import Launch
 from dmon.training.model import ModelSettings
@@ -95,8 +95,7 @@ class Defaults:
 
 def engine_class(backend: str) -> type[Engine]:
     """The engine of `backend` (`"jax"`, `"torch"`, `"tensorflow"`)."""
-    module = importlib.import_module(f"dmon.backends.{backend}.engine")
-    engine: type[Engine] = module.Engine
+    engine: type[Engine] = backend_module(backend, "engine").Engine
     return engine
 
 

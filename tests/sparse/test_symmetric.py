@@ -21,7 +21,7 @@ from oracle import random_batch
 
 import dmon
 from dmon.node_sums import node_sums, row_products
-from dmon.ops import backend_by_name
+from dmon.ops import backend_by_name, backend_module
 
 _rng = np.random.default_rng(7)
 
@@ -126,9 +126,7 @@ def test_dense_symmetric_outputs_match_numpy_reference(backend):
 
 def _placed(framework: str, name: str):
     """A backend's function that places a partition's shard (`dmon.backends.<framework>.collectives`)."""
-    import importlib
-
-    return getattr(importlib.import_module(f"dmon.backends.{framework}.collectives"), name)
+    return getattr(backend_module(framework, "collectives"), name)
 
 
 @pytest.mark.parametrize("graphs", [1, 3])

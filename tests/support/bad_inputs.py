@@ -23,12 +23,13 @@ E = EDGES.shape[1]
 WEIGHTS = a1[EDGES[0], EDGES[1]]
 
 
-def _graph(t: Callable[[Any], Any], **over: Any) -> dmon.SparseGraph:
+def edge_graph(t: Callable[[Any], Any], **over: Any) -> dmon.SparseGraph:
+    """The unweighted graph of `EDGES` in the backend of `t`, with `over` replacing fields."""
     fields = {"edge_index": t(EDGES), "edge_weight": None, "batch": None, **over}
     return dmon.SparseGraph(**fields)
 
 
-def _other(backend: str) -> str:
+def other_framework(backend: str) -> str:
     """A different installed framework, for mixed-input cases."""
     for name in ("numpy", "torch", "jax", "tensorflow"):
         if name != backend:
@@ -77,7 +78,7 @@ DENSE_CASES: list[Case] = [
     ),
     (
         "spmm dense None",
-        lambda t, b: dmon.spmm(_graph(t), None),
+        lambda t, b: dmon.spmm(edge_graph(t), None),
         TypeError,
         r"dmon.spmm: `dense` is required",
     ),
@@ -120,7 +121,7 @@ DENSE_CASES: list[Case] = [
     ),
     (
         "edge_weight list",
-        lambda t, b: dmon.pool(t(x1), _graph(t, edge_weight=[1.0] * E), t(l1)),
+        lambda t, b: dmon.pool(t(x1), edge_graph(t, edge_weight=[1.0] * E), t(l1)),
         TypeError,
         r"`adj.edge_weight` must be .*got builtins.list",
     ),
@@ -128,7 +129,7 @@ DENSE_CASES: list[Case] = [
     (
         "edge_weight other framework",
         lambda t, b: dmon.pool(
-            t(x1), _graph(t, edge_weight=to_backend(_other(b), np.ones(E))), t(l1)
+            t(x1), edge_graph(t, edge_weight=to_backend(other_framework(b), np.ones(E))), t(l1)
         ),
         TypeError,
         r"different frameworks: `x` is .* but `adj.edge_weight` is",
@@ -136,14 +137,14 @@ DENSE_CASES: list[Case] = [
     (
         "batch other framework",
         lambda t, b: dmon.pool(
-            t(x1), _graph(t, batch=to_backend(_other(b), np.zeros(6, np.int64))), t(l1)
+            t(x1), edge_graph(t, batch=to_backend(other_framework(b), np.zeros(6, np.int64))), t(l1)
         ),
         TypeError,
         r"different frameworks: .*`adj.batch` is",
     ),
     (
         "logits other framework",
-        lambda t, b: dmon.pool(t(x1), t(a1), to_backend(_other(b), l1)),
+        lambda t, b: dmon.pool(t(x1), t(a1), to_backend(other_framework(b), l1)),
         TypeError,
         r"different frameworks: `x` is .* but `logits` is",
     ),
@@ -180,7 +181,7 @@ DENSE_CASES: list[Case] = [
     ),
     (
         "spmm dense 1-D",
-        lambda t, b: dmon.spmm(_graph(t), t(np.ones(6))),
+        lambda t, b: dmon.spmm(edge_graph(t), t(np.ones(6))),
         ValueError,
         r"dmon.spmm: `dense` must have shape \(N, K\); got shape \(6,\)",
     ),
@@ -205,7 +206,7 @@ DENSE_CASES: list[Case] = [
     ),
     (
         "spmm int dense",
-        lambda t, b: dmon.spmm(_graph(t), t(np.ones((6, 2), np.int64))),
+        lambda t, b: dmon.spmm(edge_graph(t), t(np.ones((6, 2), np.int64))),
         TypeError,
         r"dmon.spmm: `dense` must be floating",
     ),

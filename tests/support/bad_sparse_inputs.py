@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
-from bad_inputs import EDGES, LOGITS, WEIGHTS, Case, E, X, _graph, a1, l1, x1
+from bad_inputs import EDGES, LOGITS, WEIGHTS, Case, E, X, a1, edge_graph, l1, x1
 
 import dmon
 
@@ -36,13 +36,13 @@ SPARSE_CASES: list[Case] = [
     ),
     (
         "edge_weight length",
-        lambda t, b: dmon.pool(t(x1), _graph(t, edge_weight=t(np.ones(E + 1))), t(l1)),
+        lambda t, b: dmon.pool(t(x1), edge_graph(t, edge_weight=t(np.ones(E + 1))), t(l1)),
         ValueError,
         r"`edge_weight` must have shape \(E,\)",
     ),
     (
         "negative edge_weight",
-        lambda t, b: dmon.pool(t(x1), _graph(t, edge_weight=t(-np.ones(E))), t(l1)),
+        lambda t, b: dmon.pool(t(x1), edge_graph(t, edge_weight=t(-np.ones(E))), t(l1)),
         ValueError,
         r"`adj.edge_weight` holds a negative weight",
     ),
@@ -58,7 +58,7 @@ SPARSE_CASES: list[Case] = [
     ),
     (
         "batch length",
-        lambda t, b: dmon.pool(t(x1), _graph(t, batch=t(np.zeros(5, np.int64))), t(l1)),
+        lambda t, b: dmon.pool(t(x1), edge_graph(t, batch=t(np.zeros(5, np.int64))), t(l1)),
         ValueError,
         r"`batch` must have shape \(N,\) = \(6,\)",
     ),
@@ -77,7 +77,7 @@ SPARSE_CASES: list[Case] = [
     (
         "num_graphs too small",
         lambda t, b: dmon.pool(
-            t(x1), _graph(t, batch=t(np.array([0, 0, 0, 0, 0, 1])), num_graphs=1), t(l1)
+            t(x1), edge_graph(t, batch=t(np.array([0, 0, 0, 0, 0, 1])), num_graphs=1), t(l1)
         ),
         ValueError,
         r"num_graphs = 1 but `batch` holds graph id 1",
@@ -85,26 +85,26 @@ SPARSE_CASES: list[Case] = [
     (
         "num_graphs 0",
         lambda t, b: dmon.pool(
-            t(x1), _graph(t, batch=t(np.zeros(6, np.int64)), num_graphs=0), t(l1)
+            t(x1), edge_graph(t, batch=t(np.zeros(6, np.int64)), num_graphs=0), t(l1)
         ),
         ValueError,
         r"SparseGraph `num_graphs` must be an int >= 1; got 0",
     ),
     (
         "mask with sparse",
-        lambda t, b: dmon.pool(t(x1), _graph(t), t(l1), t(np.ones(6))),
+        lambda t, b: dmon.pool(t(x1), edge_graph(t), t(l1), t(np.ones(6))),
         ValueError,
         r"`mask` is for dense batches",
     ),
     (
         "sparse with batched x",
-        lambda t, b: dmon.pool(t(X), _graph(t), t(LOGITS)),
+        lambda t, b: dmon.pool(t(X), edge_graph(t), t(LOGITS)),
         ValueError,
         r"with a sparse `adj`, `x` must be node-level",
     ),
     (
         "gcn_normalize_sparse num_nodes",
-        lambda t, b: dmon.gcn_normalize_sparse(_graph(t), -1),
+        lambda t, b: dmon.gcn_normalize_sparse(edge_graph(t), -1),
         ValueError,
         r"`num_nodes` must be an int >= 0; got -1",
     ),

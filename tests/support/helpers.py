@@ -49,8 +49,10 @@ def require(name: str) -> Any:
 def hooks(name: str) -> Any:
     """`dmon.backends.<name>.hooks`, after `require(name)`: the framework's side of the
     suite (conversion, compiler, gradients)."""
+    from dmon.ops import backend_module
+
     require(name)
-    return importlib.import_module(f"dmon.backends.{name}.hooks")
+    return backend_module(name, "hooks")
 
 
 def to_backend(name: str, a: np.ndarray, dtype: str | None = None) -> Any:
