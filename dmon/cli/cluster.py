@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,27 @@ def _progress(total: int) -> Any:
         sys.stderr.flush()
 
     return update
+
+
+def _stop_job(rank: int, why: str) -> None:
+    """End this process of a sharded job at once, with one line that says what to do.
+    `os._exit`: JAX's exit handler would wait for a lost process at a shutdown barrier and
+    then abort with a C++ trace."""
+    print(
+        f"dmon: error: process {rank}: sharded training stopped ({why}); another process "
+        "of the job has probably ended: see its output; resume from the last checkpoint "
+        "with --resume",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.stdout.flush()
+    os._exit(2)
+
+
+def _end_on_sigterm(rank: int) -> None:
+    """torchrun sends SIGTERM to a job's other processes when one of them ends, often
+    before their next collective notices; say so instead of vanishing without a word."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: _stop_job(rank, "SIGTERM"))
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -138,6 +160,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if args.resume and not ckpt_path.is_file():
         raise UsageError(f"--resume: no checkpoint in {out}/ ({checkpoint.FILENAME})")
     rank = _rank(args) if distributed else 0
+    if distributed:
+        _end_on_sigterm(rank)
     if rank == 0:  # one header for the job, not one per process
         print(
             f"dmon {__version__}: {graph.name}: {graph.num_nodes} nodes, {graph.num_edges} edges, "
@@ -168,18 +192,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     except Exception as err:
         if not distributed or os.environ.get("DMON_DEBUG"):
             raise
-        # A collective failed: another process of the job has most likely ended. Exit at
-        # once: JAX's exit handler would wait for the lost process at a shutdown barrier
-        # and then abort with a C++ trace.
-        print(
-            f"dmon: error: process {rank}: sharded training stopped ({type(err).__name__}: "
-            f"{one_line(str(err))[:300]}); another process of the job has probably ended: "
-            "see its output; resume from the last checkpoint with --resume",
-            file=sys.stderr,
-            flush=True,
-        )
-        sys.stdout.flush()
-        os._exit(2)
+        # A collective failed: another process of the job has most likely ended.
+        _stop_job(rank, f"{type(err).__name__}: {one_line(str(err))[:300]}")
     if rank != 0:  # process 0 reports and writes the outputs
         finish()
         return 0

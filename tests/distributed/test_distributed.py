@@ -327,7 +327,13 @@ def test_a_jax_process_that_dies_stops_the_other_with_one_line(tmp_path: Path) -
 
 @needs_keras
 @pytest.mark.skipif(not installed("torch"), reason="needs torch")
-def test_a_torch_process_that_dies_ends_the_job(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "agent_first",
+    # torchrun's agent answers a dead worker with SIGTERM to the others, often before
+    # their next collective fails; both ways must end with the one line.
+    [False, True],
+)
+def test_a_torch_process_that_dies_ends_the_job(tmp_path: Path, agent_first: bool) -> None:
     job = subprocess.Popen(
         _torchrun(
             2,
@@ -344,8 +350,10 @@ def test_a_torch_process_that_dies_ends_the_job(tmp_path: Path) -> None:
     )
     try:
         _wait_for(tmp_path / "checkpoint.npz", [job])
-        victim = _torch_worker(job.pid, rank=1)
-        os.kill(victim, signal.SIGKILL)
+        survivor = _torch_worker(job.pid, rank=0)
+        os.kill(_torch_worker(job.pid, rank=1), signal.SIGKILL)
+        if agent_first:
+            os.kill(survivor, signal.SIGTERM)
         start = time.monotonic()
         _, err = job.communicate(timeout=120)
         elapsed = time.monotonic() - start
