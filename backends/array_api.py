@@ -60,6 +60,14 @@ class NumpyApiOps:
     def sqrt(self, x: Any) -> Any:
         return self.np.sqrt(x)
 
+    def norm(self, x: Any, axis: int | tuple[int, ...]) -> Any:
+        # the double where: sqrt's infinite slope at 0 stays out of the gradient
+        total = self.np.sum(x * x, axis=axis)
+        zero = total == 0
+        return self.np.where(zero, 0.0, self.np.sqrt(self.np.where(zero, 1.0, total))).astype(
+            total.dtype
+        )
+
     def take(self, x: Any, index: Any) -> Any:
         return self.np.take(x, index, axis=0)
 

@@ -17,6 +17,7 @@ from dmon.objective import DMoNOutput
 from dmon.ops import available_backends, get_backend
 from dmon.pooling import cluster_loss, orthogonality_loss, pool, spectral_loss
 from dmon.sparse_graph import SparseGraph
+from dmon.value_checking import set_value_checks, value_checks, value_checks_enabled
 from dmon.version import __version__
 
 SUBMODULES = (
@@ -69,7 +70,10 @@ __all__ = [
     "get_backend",
     "orthogonality_loss",
     "pool",
+    "set_value_checks",
     "spectral_loss",
     "spmm",
+    "value_checks",
+    "value_checks_enabled",
     *SUBMODULES,
 ]

@@ -149,7 +149,13 @@ def shard_spmm(shard: Shard, h: Array, comm: Collectives) -> Array:
 
 
 def shard_pool(
-    x: Array, shard: Shard, logits: Array, comm: Collectives, *, resolution: float = 1.0
+    x: Array,
+    shard: Shard,
+    logits: Array,
+    comm: Collectives,
+    *,
+    resolution: float = 1.0,
+    losses_only: bool = False,
 ) -> DMoNOutput:
     """DMoN pooling of a node-sharded graph: this shard's part of `dmon.pool`.
 
@@ -163,6 +169,9 @@ def shard_pool(
         logits: `(block, C)` this shard's assignment logits.
         comm: the engine's collectives.
         resolution: `γ` of the spectral loss (as `dmon.pool`).
+        losses_only: compute what a training step reads, `s` and the spectral and
+            cluster losses; the pooled `x`, `adj` and the orthogonality loss are `None`
+            (`x` is then not read).
 
     Returns:
         `DMoNOutput` with `s` this shard's `(block, C)` rows (0 on padding) and the
@@ -187,10 +196,12 @@ def shard_pool(
                 f"{where}: `{name}` must be float32 or float64; got {ops.dtype_name(v)}"
             )
     dtype = ops.dtype_name(logits)
-    s, xs = ops.softmax(logits), ops.astype(x, dtype)
+    s = ops.softmax(logits)
+    xs = None if losses_only else ops.astype(x, dtype)
     if shard.padded:
-        valid = ops.expand_dims(shard.valid, -1)
-        s, xs = ops.where(valid, s, 0.0), ops.where(valid, xs, 0.0)
+        padding = ~ops.expand_dims(shard.valid, -1)
+        s = ops.where(padding, 0.0, s)
+        xs = None if xs is None else ops.where(padding, 0.0, xs)
     c = _static(ops.shape(s)[-1])
     b = shard.num_graphs
     symmetric = shard.symmetric and b == 1
@@ -200,20 +211,30 @@ def shard_pool(
     s1 = with_ones(ops, s)
     prod = shard_spmm(shard, ops.stop_gradient(s1) if symmetric else s1, comm)
     if b == 1:  # dmon.node_sums's rules, as in dmon.pool's sparse path
-        one = [ops.expand_dims(v, 0) for v in (s, prod, xs)]  # a batch of one graph
-        local = node_sums(ops, *one, symmetric=symmetric)[0]
+        one = [None if v is None else ops.expand_dims(v, 0) for v in (s, prod, xs)]
+        local = node_sums(ops, *one, symmetric=symmetric)  # a batch of one graph
     else:  # (block, B·C): row i holds S_i in its graph's C columns: one product per graph
         ids = ops.arange(b, like=shard.batch)
         own = ops.expand_dims(ops.expand_dims(shard.batch, -1) == ops.expand_dims(ids, 0), -1)
         s_graph = ops.reshape(ops.where(own, ops.expand_dims(s, 1), 0.0), (block, b * c))
-        local = ops.matmul(ops.transpose(s_graph), ops.concat([prod, s, xs], axis=-1))
-    counts = ops.segment_sum(ops.astype(shard.valid, dtype), shard.batch, b)
-    # one all-reduce for every sum (latency, not bandwidth, dominates these few numbers)
-    width = _static(ops.shape(local)[-1])
-    total = comm.all_sum(ops.concat([ops.reshape(local, (b * c * width,)), counts], axis=0))
-    sums = ops.reshape(total[: b * c * width], (b, c, width))
-    n_valid = total[b * c * width :]
-    return outputs(ops, s, from_node_sums(ops, sums, n_valid, None), gamma, dtype)
+        columns = [prod, s] if xs is None else [prod, s, xs]
+        local = ops.matmul(ops.transpose(s_graph), ops.concat(columns, axis=-1))
+        local = ops.reshape(local, (b, c, _static(ops.shape(local)[-1])))
+    if isinstance(comm, LocalCollectives):  # one device: nothing to reduce
+        n_valid = None if b == 1 and not shard.padded else _counts(ops, shard, dtype)
+        sums = from_node_sums(ops, local, n_valid, block)
+    else:
+        # one all-reduce for every sum (latency, not bandwidth, dominates these numbers)
+        size = b * c * _static(ops.shape(local)[-1])
+        packed = ops.concat([ops.reshape(local, (size,)), _counts(ops, shard, dtype)], axis=0)
+        total = comm.all_sum(packed)
+        sums = from_node_sums(ops, ops.reshape(total[:size], ops.shape(local)), total[size:], None)  # type: ignore[arg-type]
+    return outputs(ops, s, sums, gamma, dtype, losses_only=losses_only)
+
+
+def _counts(ops: Any, shard: Shard, dtype: str) -> Array:
+    """`(B,)` valid nodes of each graph on this shard."""
+    return ops.segment_sum(ops.astype(shard.valid, dtype), shard.batch, shard.num_graphs)
 
 
 def _static(size: int | None) -> int:

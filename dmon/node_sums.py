@@ -33,29 +33,32 @@ from __future__ import annotations
 from dmon.ops import Array, ArrayOps, get_backend
 
 
-def node_sums(ops: ArrayOps, s: Array, p: Array, xs: Array, *, symmetric: bool = True) -> Array:
-    """`(B, C, 2C + 1 + F)` `Sᵀ [P | S | X]` with the gradients above.
+def node_sums(
+    ops: ArrayOps, s: Array, p: Array, xs: Array | None, *, symmetric: bool = True
+) -> Array:
+    """`(B, C, 2C + 1 + F)` `Sᵀ [P | S | X]` with the gradients above (`F = 0` without
+    `xs`: a training step that reads no pooled features).
 
     Args:
         ops: the backend of the arrays.
         s: `(B, N, C)` assignment (0 on masked or padding rows).
         p: `(B, N, C + 1)` `A [S | 1]`; for `symmetric`, computed from
             `ops.stop_gradient` of `[S | 1]` (differentiable in `A` only).
-        xs: `(B, N, F)` node features (0 on masked or padding rows).
+        xs: `(B, N, F)` node features (0 on masked or padding rows), or `None`.
         symmetric: `A = Aᵀ`: the gradient with respect to `S` is whole without going
             back through `p`.
     """
     backward = _backward_symmetric if symmetric else _backward_general
-    return ops.with_gradient(_forward, backward, s, p, xs)
+    return ops.with_gradient(_forward, backward, s, p, *(() if xs is None else (xs,)))
 
 
-def _forward(s: Array, p: Array, xs: Array) -> tuple[Array, tuple[Array, ...]]:
+def _forward(s: Array, p: Array, *xs: Array) -> tuple[Array, tuple[Array, ...]]:
     ops = get_backend(s)
     s_t = ops.transpose(s)
-    # three products into a (B, C, W) result rather than one over a concatenated
-    # (B, N, W) copy: the same work, without writing N·W numbers
-    out = ops.concat([ops.matmul(s_t, p), ops.matmul(s_t, s), ops.matmul(s_t, xs)], axis=-1)
-    return out, (s, p, xs)
+    # products into a (B, C, W) result rather than one over a concatenated (B, N, W)
+    # copy: the same work, without writing N·W numbers
+    out = ops.concat([ops.matmul(s_t, v) for v in (p, s, *xs)], axis=-1)
+    return out, (s, p, *xs)
 
 
 def _backward_symmetric(
@@ -73,7 +76,8 @@ def _backward_general(
 def _backward(
     residuals: tuple[Array, ...], g: Array, needs: tuple[bool, ...], symmetric: bool
 ) -> tuple[Array | None, ...]:
-    s, p, xs = residuals
+    s, p = residuals[:2]
+    xs = residuals[2] if len(residuals) > 2 else None
     ops = get_backend(g)
     c = ops.shape(s)[-1]
     assert c is not None
@@ -85,9 +89,12 @@ def _backward(
         if symmetric:  # and + G_a: the term A S G_a that would come back through P
             g_a = g_p[..., :c]
             h_p = ops.concat([t(g_a) + g_a, t(g_p[..., c:])], axis=-2)
-        grad_s = ops.matmul_sum([(xs, t(g_x)), (p, h_p), (s, t(g_s) + g_s)])
+        pairs = [(p, h_p), (s, t(g_s) + g_s)]
+        grad_s = ops.matmul_sum(pairs if xs is None else [(xs, t(g_x)), *pairs])
     if needs[1]:  # through P = A [S | 1]: to S (general) and to the weights of A
         grad_p = ops.matmul(s, g_p)
+    if xs is None:
+        return grad_s, grad_p
     if needs[2]:
         grad_x = ops.matmul(s, g_x)
     return grad_s, grad_p, grad_x

@@ -58,7 +58,8 @@ class GraphSums(NamedTuple):
     features: Array
     """`(B, C, F)` `SᵀX`."""
     negative: Array
-    """`(B,)` whether the graph has a negative degree (its modularity is undefined)."""
+    """`(B,)` whether the graph's modularity is undefined: a negative degree, or a
+    broken `symmetric=True` promise; its spectral loss is NaN."""
     n_valid: Array | None
     """`(B,)` valid nodes per graph; `None`: every graph has its `n_static` nodes."""
     n_static: int | None
@@ -87,14 +88,26 @@ def from_node_sums(
     )
 
 
-def outputs(ops: ArrayOps, s: Array, sums: GraphSums, resolution: float, dtype: str) -> DMoNOutput:
+def outputs(
+    ops: ArrayOps,
+    s: Array,
+    sums: GraphSums,
+    resolution: float,
+    dtype: str,
+    *,
+    losses_only: bool = False,
+) -> DMoNOutput:
     """Every output of `dmon.pool` from `sums`, with `s` returned as given; `s`, `x` and
-    `adj` cast to `dtype` (the losses stay in the compute dtype)."""
+    `adj` cast to `dtype` (the losses stay in the compute dtype). `losses_only`: what a
+    training step reads, `s` and the spectral and cluster losses; `x`, `adj` and the
+    orthogonality loss are `None`."""
     spectral = ops.mean(
         spectral_per_graph(ops, sums.pooled, sums.volumes, sums.two_m, sums.negative, resolution)
     )
-    ortho = ops.mean(ortho_per_graph(ops, sums.gram, sums.n_valid))
     cluster = ops.mean(cluster_per_graph(ops, sums.sizes, sums.n_valid, sums.n_static))
+    if losses_only:
+        return DMoNOutput(s, None, None, spectral, None, cluster)
+    ortho = ops.mean(ortho_per_graph(ops, sums.gram))
     out = (s, ops.selu(sums.features), normalized_pooled_adj(ops, sums.pooled))
     if ops.dtype_name(s) != dtype:
         out = tuple(ops.astype(v, dtype) for v in out)
@@ -120,19 +133,25 @@ def spectral_per_graph(
     (`2m = 0`); NaN for a graph with negative degrees (`negative`, `(B,)`), whose
     modularity is undefined."""
     trace = ops.sum(ops.diagonal(out_adj), axis=-1)
-    share = safe_div(ops, s_d, ops.expand_dims(two_m, -1))  # (B, C): vol_c / 2m
-    loss = resolution * ops.sum(share * share, axis=-1) - safe_div(ops, trace, two_m)
+    # (B,) 1 / 2m, guarded once for both terms. Where 2m = 0 it is 1, not 0: with
+    # non-negative weights both terms' numerators are then 0 (and negative ones give NaN)
+    inverse = 1.0 / ops.where(two_m == 0, 1.0, two_m)
+    share = s_d * ops.expand_dims(inverse, -1)  # (B, C): vol_c / 2m
+    loss = resolution * ops.sum(share * share, axis=-1) - trace * inverse
     return ops.where(negative, float("nan"), loss)
 
 
-def ortho_per_graph(ops: ArrayOps, gram: Array, n_valid: Array | None) -> Array:
+def ortho_per_graph(ops: ArrayOps, gram: Array) -> Array:
     """`‖SᵀS / ‖SᵀS‖_F - I_C / √C‖_F` from the Gram matrix `gram = SᵀS` `(B, C, C)`, and
-    0 for a graph with no valid node."""
+    0 for a graph with no valid node: the one graph whose `SᵀS` is 0 (a valid node's
+    row of `S` is a softmax, positive), so one guard serves the division and the
+    result."""
     c = ops.shape(gram)[-1]
-    norm = ops.expand_dims(ops.expand_dims(frobenius(ops, gram, (1, 2)), -1), -1)
+    norm = frobenius(ops, gram, (1, 2))
+    empty = norm == 0
+    ratio = gram / ops.expand_dims(ops.expand_dims(ops.where(empty, 1.0, norm), -1), -1)
     eye = ops.eye(c, like=gram) / math.sqrt(c)  # type: ignore[arg-type]
-    loss = frobenius(ops, safe_div(ops, gram, norm) - eye, (1, 2))
-    return loss if n_valid is None else ops.where(n_valid > 0, loss, 0.0)
+    return ops.where(empty, 0.0, frobenius(ops, ratio - eye, (1, 2)))
 
 
 def cluster_per_graph(
@@ -146,7 +165,9 @@ def cluster_per_graph(
     sizes = frobenius(ops, sums, -1)
     if n_valid is None:
         return sizes * (math.sqrt(c) / n_static) - 1.0  # type: ignore[arg-type, operator]
-    return ops.where(n_valid > 0, safe_div(ops, sizes * math.sqrt(c), n_valid) - 1.0, 0.0)  # type: ignore[arg-type]
+    empty = n_valid == 0  # one guard for the division and the result
+    loss = sizes * math.sqrt(c) / ops.where(empty, 1.0, n_valid) - 1.0  # type: ignore[arg-type]
+    return ops.where(empty, 0.0, loss)
 
 
 def normalized_pooled_adj(ops: ArrayOps, out_adj: Array) -> Array:
@@ -161,7 +182,7 @@ def normalized_pooled_adj(ops: ArrayOps, out_adj: Array) -> Array:
 # --- guards that keep degenerate graphs finite, values and gradients alike --------------
 
 
-def safe_div(ops: ArrayOps, num: Array, den: Array) -> Array:
+def safe_div(ops: ArrayOps, num: Array | float, den: Array) -> Array:
     """`num / den`, and 0 where `den == 0`; the gradient is finite there too.
 
     The guard tests the degenerate case itself (`den == 0`), not `den > 0`, which would
@@ -181,9 +202,9 @@ def safe_sqrt(ops: ArrayOps, v: Array) -> Array:
 
 
 def frobenius(ops: ArrayOps, v: Array, axis: int | tuple[int, ...]) -> Array:
-    return safe_sqrt(ops, ops.sum(v * v, axis=axis))
+    return ops.norm(v, axis)
 
 
 def any_negative(ops: ArrayOps, v: Array) -> Array:
     """`(B,)` whether any entry of a graph's `(B, K)` degrees or volumes is negative."""
-    return ops.sum(ops.where(v < 0, v, 0.0), axis=-1) < 0
+    return ops.sum(ops.astype(v < 0, ops.dtype_name(v)), axis=-1) > 0

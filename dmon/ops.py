@@ -15,48 +15,15 @@ import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NoReturn, Protocol, runtime_checkable
+
+from dmon.sparse_graph import Edges
 
 Array = Any
 """A framework array: `numpy.ndarray`, `torch.Tensor`, `tf.Tensor` or `jax.Array`."""
 
 FLOATING = ("float16", "bfloat16", "float32", "float64")
 HALF = ("float16", "bfloat16")
-
-
-class Edges(NamedTuple):
-    """A sparse `(n, width)` matrix as its entries, and what a backend may assume and keep
-    when it builds its own form of it (`ArrayOps.sparse_matrix`)."""
-
-    row: Array
-    """`(E,)` integer row of every entry."""
-    col: Array
-    """`(E,)` integer column of every entry."""
-    weight: Array
-    """`(E,)` floating values; duplicates are summed. Differentiable unless `constant`."""
-    n: int
-    """Rows."""
-    cols: int | None = None
-    """Columns (default `n`): a shard holds `n` rows of a graph of `cols` nodes."""
-    cache: dict[str, Any] | None = None
-    """A `SparseGraph`'s (or `Shard`'s) own store: index structures derived from `row` and
-    `col` may be kept there across calls (`dmon.sparse_graph.remembered`), only for
-    concrete (not traced) arrays; weights only when `constant`."""
-    symmetric: bool = False
-    """The caller promises `A = Aᵀ`: a backward may multiply by `A` instead of `Aᵀ`."""
-    constant: bool = False
-    """The weights are constants that never need a gradient (a trainer's graph, the ones
-    of an unweighted `SparseGraph`): the whole matrix, weights included, may be kept in
-    `cache` (TensorFlow keeps its `CSRSparseMatrix` and its transpose; torch the weights
-    in CSR order and in its transpose's)."""
-    slots: int = 0
-    """The first `slots · n` entries are in slot order (`dmon.partition.slotted`); a
-    backend may multiply them as `slots` gathers (JAX does)."""
-
-    @property
-    def width(self) -> int:
-        """Columns: `cols`, else `n`."""
-        return self.n if self.cols is None else self.cols
 
 
 @runtime_checkable
@@ -148,6 +115,11 @@ class ArrayOps(Protocol):
         """Element-wise select; `a` or `b` may be a Python number."""
         ...
 
+    def norm(self, x: Array, axis: int | tuple[int, ...]) -> Array:
+        """Euclidean norm over `axis`, with value and gradient 0 where it is 0 (not the
+        NaN of `sqrt`'s infinite slope); NaN stays NaN."""
+        ...
+
     def softmax(self, x: Array) -> Array:
         """Softmax over the last axis."""
         ...
@@ -228,6 +200,18 @@ class ArrayOps(Protocol):
         between devices itself (NumPy, JAX's uncommitted arrays, TensorFlow)."""
         ...
 
+    def on_accelerator(self, x: Array) -> bool:
+        """Whether `x` is in an accelerator's memory (GPU, TPU), where reading its values
+        makes the host wait for the device (`dmon.value_checks`); `False` for a traced
+        array."""
+        ...
+
+    def version(self, x: Array) -> int | None:
+        """A number that changes whenever `x`'s values change in place (torch's version
+        counter; 0 for the immutable arrays of JAX and TensorFlow); `None` where changes
+        cannot be seen (NumPy). A value check of a reused array may then be skipped."""
+        ...
+
 
 # name -> framework module that must be in sys.modules. Order is the probing order.
 _BACKENDS: dict[str, str] = {
@@ -259,14 +243,31 @@ def backend_by_name(name: str) -> ArrayOps:
     if name not in _BACKENDS:
         raise ValueError(f"backend must be one of {sorted(_BACKENDS)}; got {name!r}")
     if name not in _instances:
-        if importlib.util.find_spec(_BACKENDS[name]) is None:
+        framework = _BACKENDS[name]
+        if framework not in sys.modules and importlib.util.find_spec(framework) is None:
             raise ImportError(
-                f"backend {name!r} needs the {_BACKENDS[name]!r} package, which is not "
+                f"backend {name!r} needs the {framework!r} package, which is not "
                 f"installed: pip install 'dmon[{name}]'"
             )
-        module = backend_module(name, "ops")
-        _instances[name] = getattr(module, _CLASS_NAMES[name])()
+        _instances[name] = getattr(_ops_module(name), _CLASS_NAMES[name])()
     return _instances[name]
+
+
+def _ops_module(name: str) -> ModuleType:
+    """`dmon.backends.<name>.ops`, by import statements: `torch.compile` traces those
+    (not `importlib`), so a compiled function may be dmon's first call in a process."""
+    try:
+        if name == "torch":
+            import dmon.backends.torch.ops as module
+        elif name == "tensorflow":
+            import dmon.backends.tensorflow.ops as module
+        elif name == "jax":
+            import dmon.backends.jax.ops as module
+        else:
+            import dmon.backends.numpy.ops as module
+    except ModuleNotFoundError as err:
+        _not_installed(name, err)
+    return module
 
 
 def backend_module(name: str, part: str) -> ModuleType:
@@ -280,12 +281,16 @@ def backend_module(name: str, part: str) -> ModuleType:
     try:
         return importlib.import_module(f"dmon.backends.{name}.{part}")
     except ModuleNotFoundError as err:
-        if err.name not in ("dmon.backends", f"dmon.backends.{name}"):
-            raise
-        raise ImportError(
-            "dmon's backends are not installed: dmon runs from an install (backends/ "
-            "becomes dmon.backends): pip install -e . (in the repository root)"
-        ) from None
+        _not_installed(name, err)
+
+
+def _not_installed(name: str, err: ModuleNotFoundError) -> NoReturn:
+    if err.name not in ("dmon.backends", f"dmon.backends.{name}"):
+        raise err
+    raise ImportError(
+        "dmon's backends are not installed: dmon runs from an install (backends/ "
+        "becomes dmon.backends): pip install -e . (in the repository root)"
+    ) from None
 
 
 def get_backend(x: object) -> ArrayOps:

@@ -11,6 +11,7 @@ Nothing here imports a framework or branches on the backend.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dmon.checks import check_resolution
@@ -58,7 +59,7 @@ def zero_masked_rows(x: Array, mask: Array, *, backend: str | None = None) -> Ar
     where = "dmon.zero_masked_rows"
     ops, args = resolve(where, {"x": x, "mask": mask}, backend, required=("x", "mask"))
     batch = batch_inputs(ops, where, x=args["x"], mask=args["mask"])
-    out = _select(ops, batch.arrays["mask"], batch.arrays["x"])
+    out = _select(ops, _padding(batch.arrays["mask"]), batch.arrays["x"])
     if len(ops.shape(args["x"])) == 2:
         out = out[0]
     return out if batch.compute_dtype == batch.dtype else ops.astype(out, batch.dtype)
@@ -138,8 +139,9 @@ def pool(
     batch = batch_inputs(ops, where, **args)
     a = batch.arrays
     mask_ = a.get("mask")
-    s = _select(ops, mask_, ops.softmax(_select(ops, mask_, a["logits"])))
-    xs = _select(ops, mask_, a["x"])
+    padding = _padding(mask_)
+    s = _select(ops, padding, ops.softmax(_select(ops, padding, a["logits"])))
+    xs = _select(ops, padding, a["x"])
     if symmetric:
         return _pool_symmetric(ops, where, a["adj"], s, xs, mask_, gamma, batch.dtype)
 
@@ -177,7 +179,7 @@ def _pool_symmetric(
     """`pool` for a symmetric dense `adj`: one pass over it, `U = Sᵀ A`, whose transpose
     is `A S`; with the degrees that gives `P = [AS | d]` and every sum from
     `dmon.node_sums`."""
-    c = ops.shape(s)[-1]
+    c = int(ops.shape(s)[-1])  # type: ignore[arg-type]  # static on every backend
     s_t = ops.transpose(ops.stop_gradient(s))
     if mask is not None:  # a row of ones: d = 1ᵀA also counts edges to masked nodes
         s_t = ops.concat([s_t, ops.ones_like(s_t[:, :1])], axis=1)
@@ -187,10 +189,21 @@ def _pool_symmetric(
     d = ops.sum(u, axis=1) if mask is None else u[:, c]
     p = ops.concat([ops.transpose(u[:, :c]), ops.expand_dims(d, -1)], axis=-1)
     sums = node_sums(ops, s, p, xs)
-    check_non_negative(ops, where, "adj", sums[..., c], d)
-    check_symmetric(ops, where, "adj", ops.sum(u[:, :c], axis=-1), sums[..., c])
+    rows, cols = ops.sum(u[:, :c], axis=-1), sums[..., c]
+    check_non_negative(ops, where, "adj", cols, d)
+    check_symmetric(ops, where, "adj", rows, cols)
     totals = from_node_sums(ops, sums, _n_valid(ops, s, mask), ops.shape(s)[1])
+    # without the eager check (switched off, or compiled) a broken promise gives NaN
+    totals = totals._replace(negative=totals.negative | _asymmetric(ops, rows, cols, c))
     return outputs(ops, s, totals, resolution, dtype)
+
+
+def _asymmetric(ops: ArrayOps, rows: Array, cols: Array, c: int) -> Array:
+    """`(B,)` whether a graph's cluster volumes by rows and by columns differ beyond what
+    `check_symmetric` lets pass (an L2 bound `√C` times its per-cluster bound, so a graph
+    the eager check accepts is never flagged), on the device: no read."""
+    scale = ops.sum(rows, axis=-1) + ops.sum(cols, axis=-1)  # volumes are >= 0 (else NaN)
+    return ops.norm(rows - cols, -1) > (1e-3 * math.sqrt(c)) * scale
 
 
 # --- the sums of each path ---------------------------------------------------------
@@ -220,10 +233,15 @@ def _n_valid(ops: ArrayOps, s: Array, mask: Array | None) -> Array | None:
     return ops.sum(ops.ones_like(s[..., 0]), axis=-1)  # N = 0 (or unknown): count
 
 
-def _select(ops: ArrayOps, mask: Array | None, v: Array) -> Array:
-    """`v` on valid nodes, 0 on masked ones. A mask selects, it does not multiply:
-    `0 * NaN` would let NaN padding through."""
-    return v if mask is None else ops.where(mask, v, 0.0)
+def _padding(mask: Array | None) -> Array | None:
+    """The masked-out nodes, `~mask`, negated once per call for every `_select`."""
+    return None if mask is None else ~mask
+
+
+def _select(ops: ArrayOps, padding: Array | None, v: Array) -> Array:
+    """`v` on valid nodes, 0 on masked ones (`padding`, `_padding(mask)`). A mask
+    selects, it does not multiply: `0 * NaN` would let NaN padding through."""
+    return v if padding is None else ops.where(padding, 0.0, v)
 
 
 def _sparse_spectral_terms(
@@ -312,7 +330,7 @@ def _assignments(
 ) -> tuple[ArrayOps, dict[str, Array]]:
     ops, args = resolve(where, arrays, backend, required=("s",))
     a = batch_inputs(ops, where, **{k: v for k, v in args.items() if v is not None}).arrays
-    a["s"] = _select(ops, a.get("mask"), a["s"])
+    a["s"] = _select(ops, _padding(a.get("mask")), a["s"])
     return ops, a
 
 
@@ -357,7 +375,9 @@ def spectral_loss(
     ops, a = _assignments(where, args, None)
     out_adj, s_d, _ = _coarsen(ops, a["adj"], a["s"])
     # Any s is allowed here (rows need not sum to 1), so 2m comes from the degrees.
-    deg = _select(ops, None if "mask" not in a else a["mask"][..., 0], ops.sum(a["adj"], axis=-1))
+    deg = _select(
+        ops, None if "mask" not in a else _padding(a["mask"][..., 0]), ops.sum(a["adj"], axis=-1)
+    )
     check_non_negative(ops, where, "adj", deg)
     return ops.mean(
         spectral_per_graph(ops, out_adj, s_d, ops.sum(deg, axis=-1), any_negative(ops, deg), gamma)
@@ -377,7 +397,7 @@ def orthogonality_loss(s: Array, mask: Array | None = None, *, backend: str | No
     """
     ops, a = _assignments("dmon.orthogonality_loss", {"s": s, "mask": mask}, backend)
     gram = ops.matmul(ops.transpose(a["s"]), a["s"])
-    return ops.mean(ortho_per_graph(ops, gram, _n_valid(ops, a["s"], a.get("mask"))))
+    return ops.mean(ortho_per_graph(ops, gram))
 
 
 def cluster_loss(s: Array, mask: Array | None = None, *, backend: str | None = None) -> Array:

@@ -15,6 +15,7 @@ import numpy as np
 from dmon.ops import FLOATING, Array, ArrayOps, Edges
 from dmon.sparse_graph import SparseGraph
 from dmon.validation import fmt_shape
+from dmon.value_checking import read, value_checks_enabled
 
 _INTEGER = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
@@ -49,7 +50,7 @@ def to_adjacency(
     batch = slots = None
     num_graphs, max_nodes = 1, n
     row, col, weight = edges(ops, where, adj, n)
-    if non_negative:
+    if non_negative and not (isinstance(adj, SparseGraph) and adj.edge_weight is None):
         _check_weights(ops, where, adj, weight)
     if isinstance(adj, SparseGraph) and adj.batch is not None:
         batch, num_graphs, max_nodes = _check_batch(ops, where, adj, n)
@@ -100,10 +101,21 @@ def _check_weights(ops: ArrayOps, where: str, adj: Any, weight: Array) -> None:
     """No negative edge weight (eager only; NaN passes). Counted where the weights are,
     and only a failure brings them to the host: on a GPU, copying every weight to the host
     on every call was the largest cost of torch's sparse forward (docs/benchmarks.md, "Design measurements")."""
-    if not ops.shape(weight)[0]:
+    if not ops.shape(weight)[0] or not value_checks_enabled(ops, weight):
         return
-    count = ops.to_numpy(ops.sum(ops.astype(weight < 0, ops.dtype_name(weight)), axis=0))
-    if count is None or not count > 0:  # None: traced, values unknown
+    # A SparseGraph's weights are checked once until they change (a torch tensor counts
+    # its in-place changes; JAX and TensorFlow arrays cannot change).
+    version = ops.version(weight)
+    key = ("weights-checked", id(weight), version)
+    cache = adj._cache if isinstance(adj, SparseGraph) and version is not None else None
+    if cache is not None and cache.get("weights") == key:
+        return
+    count = read(ops, ops.sum(ops.astype(weight < 0, ops.dtype_name(weight)), axis=0))
+    if count is None:  # traced, values unknown
+        return
+    if not count > 0:
+        if cache is not None:
+            cache["weights"] = key
         return
     values = ops.to_numpy(weight)
     negative = np.flatnonzero(np.asarray(values, dtype=np.float64) < 0)
@@ -121,7 +133,7 @@ def _check_edges_within_graphs(ops: ArrayOps, where: str, g: SparseGraph, n: int
     key = f"edges-within-graphs-{n}"
     if key in g._cache:
         return
-    ei, batch = ops.to_numpy(g.edge_index), ops.to_numpy(g.batch)
+    ei, batch = read(ops, g.edge_index), read(ops, g.batch)
     if ei is None or batch is None:
         return
 
@@ -151,7 +163,7 @@ def _check_edges(ops: ArrayOps, where: str, g: SparseGraph, n: int) -> tuple[Arr
         )
     # The range check reads all 2E ids: once per graph and node count (see SparseGraph).
     checked = f"ids-in-range-{n}"
-    values = None if checked in g._cache else ops.to_numpy(ei)
+    values = None if checked in g._cache else read(ops, ei)
     if values is not None and values.size:
         lo, hi = int(values.min()), int(values.max())
         if lo < 0:
@@ -196,7 +208,12 @@ def _check_batch(ops: ArrayOps, where: str, g: SparseGraph, n: int) -> tuple[Arr
             raise ValueError(
                 f"{where}: SparseGraph `{name}` must be an int >= {least}; got {size!r}"
             )
-    values = ops.to_numpy(batch)
+    # B and M come from the values unless given; either way read once per graph object
+    key = f"batch-{n}"
+    if key in g._cache:
+        return batch, *g._cache[key]
+    known = num_graphs is not None and max_nodes is not None
+    values = None if known and not value_checks_enabled(ops, batch) else ops.to_numpy(batch)
     if values is not None and not values.size:  # N = 0: one empty graph unless told
         num_graphs, max_nodes = num_graphs or 1, max_nodes or 0
     elif values is not None:
@@ -223,6 +240,8 @@ def _check_batch(ops: ArrayOps, where: str, g: SparseGraph, n: int) -> tuple[Arr
         raise ValueError(
             f"{where}: with a `batch` vector inside jit/tf.function/torch.compile, pass SparseGraph(..., num_graphs=B, max_num_nodes=M): the values are not known there"
         )
+    if values is not None:
+        g._cache[key] = (int(num_graphs), int(max_nodes))
     return batch, int(num_graphs), int(max_nodes)
 
 

@@ -1,5 +1,6 @@
-"""`SparseGraph`, a sparse adjacency in PyTorch Geometric's convention, and the helper
-that remembers what a backend derives from its `edge_index`.
+"""`SparseGraph`, a sparse adjacency in PyTorch Geometric's convention, the helper
+that remembers what a backend derives from its `edge_index`, and `Edges`, the entries
+of a sparse matrix as a backend receives them (`dmon.ops.ArrayOps.sparse_matrix`).
 
 A leaf module: it imports nothing from dmon, so the backends (loaded by `dmon.ops`) can
 import it without an import cycle; its JAX pytree registration is loaded by name
@@ -11,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 Array = Any
 
@@ -88,6 +89,8 @@ class SparseGraph:
         # What the cache holds was derived from edge_index (and checked with batch).
         if name in ("edge_index", "batch") and hasattr(self, "_cache"):
             self._cache.clear()
+        elif name == "edge_weight" and hasattr(self, "_cache"):
+            self._cache.pop("weights", None)  # checked weights (dmon.sparse)
         object.__setattr__(self, name, value)
 
     def map_arrays(self, fn: Callable[[Any], Any]) -> SparseGraph:
@@ -125,3 +128,38 @@ def remembered(cache: dict[str, Any] | None, key: str, build: Callable[[], Any])
     if key not in cache:
         cache[key] = build()
     return cache[key]
+
+
+class Edges(NamedTuple):
+    """A sparse `(n, width)` matrix as its entries, and what a backend may assume and keep
+    when it builds its own form of it (`ArrayOps.sparse_matrix`)."""
+
+    row: Array
+    """`(E,)` integer row of every entry."""
+    col: Array
+    """`(E,)` integer column of every entry."""
+    weight: Array
+    """`(E,)` floating values; duplicates are summed. Differentiable unless `constant`."""
+    n: int
+    """Rows."""
+    cols: int | None = None
+    """Columns (default `n`): a shard holds `n` rows of a graph of `cols` nodes."""
+    cache: dict[str, Any] | None = None
+    """A `SparseGraph`'s (or `Shard`'s) own store: index structures derived from `row` and
+    `col` may be kept there across calls (`dmon.sparse_graph.remembered`), only for
+    concrete (not traced) arrays; weights only when `constant`."""
+    symmetric: bool = False
+    """The caller promises `A = Aᵀ`: a backward may multiply by `A` instead of `Aᵀ`."""
+    constant: bool = False
+    """The weights are constants that never need a gradient (a trainer's graph, the ones
+    of an unweighted `SparseGraph`): the whole matrix, weights included, may be kept in
+    `cache` (TensorFlow keeps its `CSRSparseMatrix` and its transpose; torch the weights
+    in CSR order and in its transpose's)."""
+    slots: int = 0
+    """The first `slots · n` entries are in slot order (`dmon.partition.slotted`); a
+    backend may multiply them as `slots` gathers (JAX does)."""
+
+    @property
+    def width(self) -> int:
+        """Columns: `cols`, else `n`."""
+        return self.n if self.cols is None else self.cols

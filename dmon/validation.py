@@ -6,8 +6,9 @@ Two kinds of check (docs/reliability.md):
   under `jax.jit`, `tf.function` and `torch.compile` (a dimension unknown at trace time
   is skipped);
 - value checks read values only when they are known (eager; `ops.to_numpy` returns
-  `None` while tracing) and only arrays of size `O(E + N·F + N·C)`: never a dense
-  `N × N` adjacency, whose problems are read off quantities already computed from it.
+  `None` while tracing) and switched on (`dmon.value_checks`), and only arrays of size
+  `O(E + N·F + N·C)`: never a dense `N × N` adjacency, whose problems are read off
+  quantities already computed from it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from dmon.ops import FLOATING, HALF, Array, ArrayOps
+from dmon.value_checking import read, value_checks_enabled
 
 
 class Batched(NamedTuple):
@@ -145,8 +147,8 @@ def batch_inputs(
             )
         if mdtype.startswith("complex") or mdtype in ("str", "object", "string"):
             raise TypeError(f"{where}: `mask` must be boolean or real; got dtype {mdtype}")
-        values = ops.to_numpy(mask)
-        if values is not None and mdtype in FLOATING and not _all_finite(values):
+        values = read(ops, mask) if mdtype in FLOATING else None  # a bool mask: never read
+        if values is not None and not _all_finite(values):
             raise ValueError(f"{where}: `mask` holds NaN or Inf; it must be boolean or 0/1")
         if len(mshape) == 1:
             mask = ops.expand_dims(mask, 0)
@@ -174,13 +176,14 @@ def check_non_negative(ops: ArrayOps, where: str, name: str, *volumes: Array) ->
     """
     import numpy as np
 
-    for volume in volumes:
-        values = ops.to_numpy(volume)
-        if values is None:
-            return
-        negative = np.asarray(values, dtype=np.float64) < 0
-        if not negative.any():
-            continue
+    if not volumes or not value_checks_enabled(ops, volumes[0]):
+        return
+    # one read for all: a (B, ·) array of every volume
+    values = read(ops, _joined(ops, volumes))
+    if values is None:
+        return
+    negative = np.asarray(values, dtype=np.float64) < 0
+    if negative.any():
         graph = int(np.flatnonzero(negative.reshape(negative.shape[0], -1).any(-1))[0])
         raise ValueError(
             f"{where}: `{name}` has negative edge weights (graph {graph} of the batch has a "
@@ -199,10 +202,13 @@ def check_symmetric(ops: ArrayOps, where: str, name: str, rows: Array, cols: Arr
     """
     import numpy as np
 
-    r, c = ops.to_numpy(rows), ops.to_numpy(cols)
-    if r is None or c is None:
+    if not value_checks_enabled(ops, rows):
         return
-    r, c = np.asarray(r, dtype=np.float64), np.asarray(c, dtype=np.float64)
+    both = read(ops, _joined(ops, (rows, cols)))  # one read
+    if both is None:
+        return
+    both = np.asarray(both, dtype=np.float64)
+    r, c = np.split(both, 2, axis=-1)
     scale = np.abs(r).sum(-1, keepdims=True) + np.abs(c).sum(-1, keepdims=True)
     broken = np.abs(r - c) > 1e-3 * scale  # NaN compares False: it propagates instead
     if broken.any():
@@ -212,3 +218,10 @@ def check_symmetric(ops: ArrayOps, where: str, name: str, rows: Array, cols: Arr
             f"{cluster} has volume {r[graph, cluster]:.6g} by rows and {c[graph, cluster]:.6g} "
             "by columns); pass symmetric=False for a directed graph"
         )
+
+
+def _joined(ops: ArrayOps, arrays: tuple[Array, ...]) -> Array:
+    """`(B, ·)` arrays side by side, outside autodiff: one read for a check."""
+    if len(arrays) == 1:
+        return arrays[0]
+    return ops.concat([ops.stop_gradient(a) for a in arrays], axis=-1)

@@ -36,8 +36,10 @@ class Engine(Defaults):
     the thread that runs the step: on the trainer's thread, glibc keeps it for the next
     step (`dmon.memory.keep_freed_memory`); on one of JAX's worker threads, whose glibc
     arena grows in heaps of at most 64 MiB, it is a fresh mapping page-faulted in on
-    every step (docs/benchmarks.md, "Training"). The step's result is read at
-    once in any case, so dispatching it asynchronously gains nothing here.
+    every step (docs/benchmarks.md, "Training"). On the CPU each step is also waited
+    for before the next is dispatched: steps of simulated devices queued behind one
+    another can starve XLA's thread pool until a collective's rendezvous times out. On
+    an accelerator steps queue, and the loop reads their losses in batches.
     """
 
     def __init__(self, launch: Launch | None) -> None:
@@ -78,6 +80,7 @@ class Engine(Defaults):
                 )
             chosen += own[:want]
         self.mesh = jax.sharding.Mesh(np.array(chosen), (AXIS,))
+        self.wait = chosen[0].platform == "cpu"
         self.parts = len(chosen)
         self.processes = jax.process_count()
         self.rank = jax.process_index()
@@ -166,12 +169,17 @@ class Engine(Defaults):
         self._step = jax.jit(step, donate_argnums=(0, 1, 2))
         self._predict = jax.jit(sharded(False))
 
-    def step(self, alpha: np.float32, epoch: int) -> list[float]:
+    def step(self, alpha: np.float32, epoch: int) -> Any:
         with self.jax.set_mesh(self.mesh):
             self.params, self.m, self.v, values = self._step(
                 self.params, self.m, self.v, alpha, self.ax, self.x, self.shard, np.int32(epoch)
             )
-        return [float(v) for v in jax_fetch(values)]
+        if self.wait:
+            values.block_until_ready()
+        return values
+
+    def read(self, values: list[Any]) -> np.ndarray:
+        return np.stack([np.asarray(jax_fetch(v), dtype=np.float64) for v in values])
 
     def state(self) -> list[np.ndarray]:
         return [jax_fetch(a) for a in (*self.params, *self.m, *self.v)]

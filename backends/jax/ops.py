@@ -8,7 +8,7 @@ from typing import Any
 from dmon.backends.array_api import NumpyApiOps
 from dmon.backends.jax.pytree import register_sparse_graph
 
-from dmon.ops import Edges
+from dmon.sparse_graph import Edges
 
 
 class JaxOps(NumpyApiOps):
@@ -111,6 +111,14 @@ class JaxOps(NumpyApiOps):
         import numpy
 
         return numpy.asarray(x)
+
+    def on_accelerator(self, x: Any) -> bool:
+        if isinstance(x, self.jax.core.Tracer):
+            return False
+        return any(d.platform != "cpu" for d in x.devices())
+
+    def version(self, x: Any) -> int | None:
+        return 0  # immutable
 
 
 _CUSTOM: dict[Any, Any] = {}  # (forward, backward, arity) -> jax.custom_vjp

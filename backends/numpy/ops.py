@@ -8,8 +8,7 @@ from typing import Any
 from dmon.backends.array_api import NumpyApiOps
 
 from dmon.constants import SELU_ALPHA, SELU_SCALE
-from dmon.ops import Edges
-from dmon.sparse_graph import remembered
+from dmon.sparse_graph import Edges, remembered
 
 
 class NumpyOps(NumpyApiOps):
@@ -100,6 +99,12 @@ class NumpyOps(NumpyApiOps):
 
     def to_numpy(self, x: Any) -> Any:
         return self.np.asarray(x)
+
+    def on_accelerator(self, x: Any) -> bool:
+        return False
+
+    def version(self, x: Any) -> int | None:
+        return None  # NumPy arrays change in place unseen
 
 
 def _result_dtype(a: Any, b: Any) -> Any:

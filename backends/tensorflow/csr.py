@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dmon.ops import Edges
+from dmon.sparse_graph import Edges
 
 
 def build(tf: Any, edges: Edges) -> Any:

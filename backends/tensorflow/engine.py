@@ -92,9 +92,11 @@ class Engine(Defaults):
 
         self._step, self._predict = step, predict
 
-    def step(self, alpha: np.float32, epoch: int) -> list[float]:
-        values = self._step(self.tf.constant(alpha), self.tf.constant(epoch, self.tf.int64))
-        return [float(v) for v in values.numpy()]
+    def step(self, alpha: np.float32, epoch: int) -> Any:
+        return self._step(self.tf.constant(alpha), self.tf.constant(epoch, self.tf.int64))
+
+    def read(self, values: list[Any]) -> np.ndarray:
+        return self.tf.stack(values).numpy().astype(np.float64)
 
     def state(self) -> list[np.ndarray]:
         return [v.numpy() for v in (*self.params, *self.m, *self.v)]

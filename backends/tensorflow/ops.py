@@ -7,7 +7,7 @@ from typing import Any
 
 from dmon.backends.tensorflow import csr
 
-from dmon.ops import Edges
+from dmon.sparse_graph import Edges
 
 
 class TensorFlowOps:
@@ -76,6 +76,15 @@ class TensorFlowOps:
     def sqrt(self, x: Any) -> Any:
         return self.tf.sqrt(x)
 
+    def norm(self, x: Any, axis: int | tuple[int, ...]) -> Any:
+        # the double where: sqrt's infinite slope at 0 stays out of the gradient
+        tf = self.tf
+        total = tf.reduce_sum(x * x, axis=axis)
+        zero = total == 0
+        return tf.where(
+            zero, tf.zeros_like(total), tf.sqrt(tf.where(zero, tf.ones_like(total), total))
+        )
+
     def where(self, cond: Any, a: Any, b: Any) -> Any:
         # tf.where wants tensors of one dtype; a Python number takes the other's dtype.
         dtype = a.dtype if hasattr(a, "dtype") else b.dtype
@@ -141,6 +150,13 @@ class TensorFlowOps:
 
     def device(self, x: Any) -> str | None:
         return None  # TensorFlow copies operands between devices itself
+
+    def on_accelerator(self, x: Any) -> bool:
+        device = getattr(x, "device", "") if self.tf.executing_eagerly() else ""
+        return ":GPU:" in device or ":TPU:" in device
+
+    def version(self, x: Any) -> int | None:
+        return None if isinstance(x, self.tf.Variable) else 0
 
     def to_numpy(self, x: Any) -> Any:
         return x.numpy() if self.tf.executing_eagerly() else None

@@ -6,8 +6,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from dmon.ops import Edges
-from dmon.sparse_graph import remembered
+import torch
+
+from dmon.sparse_graph import Edges, remembered
 
 
 def build(torch: Any, edges: Edges) -> Any:
@@ -139,10 +140,7 @@ def csr_times(torch: Any, matrix: Any, dense: Any) -> Any:
     return torch.addmm(out, matrix, dense, beta=0, out=out)
 
 
-_FUNCTION: Any = None
-
-
-def spmm_function(torch: Any) -> Any:
+class CsrSpmm(torch.autograd.Function):
     """`A @ dense` with a CSR forward and a backward that stays sparse.
 
     torch's own backward of a CSR product densifies (it asked for N² floats at N = 169k),
@@ -150,31 +148,24 @@ def spmm_function(torch: Any) -> Any:
     sort on the columns, only when that gradient is needed) and
     `∂/∂w_e = ⟨G[row_e], dense[col_e]⟩`.
     """
-    global _FUNCTION
-    if _FUNCTION is not None:
-        return _FUNCTION
 
-    class CsrSpmm(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx: Any, weight: Any, dense: Any, csr: Csr) -> Any:
-            ctx.csr = csr
-            ctx.save_for_backward(weight, dense)
-            return csr_times(torch, csr.matrix(torch, weight.detach()), dense)
+    @staticmethod
+    def forward(ctx: Any, weight: Any, dense: Any, csr: Csr) -> Any:
+        ctx.csr = csr
+        ctx.save_for_backward(weight, dense)
+        return csr_times(torch, csr.matrix(torch, weight.detach()), dense)
 
-        @staticmethod
-        def backward(ctx: Any, grad: Any) -> Any:
-            # unpacked for autograd's check that the weights were not changed in place:
-            # the transpose's weights come from csr.weight (kept for a constant matrix)
-            _weight, dense = ctx.saved_tensors
-            csr = ctx.csr
-            grad_weight = grad_dense = None
-            if ctx.needs_input_grad[0]:
-                i = csr.index
-                grad_weight = (grad.index_select(0, i.row) * dense.index_select(0, i.col)).sum(-1)
-            if ctx.needs_input_grad[1]:
-                index, values = csr.transposed(torch)
-                grad_dense = csr_times(torch, Csr(index, None).matrix(torch, values), grad)
-            return grad_weight, grad_dense, None
-
-    _FUNCTION = CsrSpmm
-    return _FUNCTION
+    @staticmethod
+    def backward(ctx: Any, grad: Any) -> Any:
+        # unpacked for autograd's check that the weights were not changed in place:
+        # the transpose's weights come from csr.weight (kept for a constant matrix)
+        _weight, dense = ctx.saved_tensors
+        csr = ctx.csr
+        grad_weight = grad_dense = None
+        if ctx.needs_input_grad[0]:
+            i = csr.index
+            grad_weight = (grad.index_select(0, i.row) * dense.index_select(0, i.col)).sum(-1)
+        if ctx.needs_input_grad[1]:
+            index, values = csr.transposed(torch)
+            grad_dense = csr_times(torch, Csr(index, None).matrix(torch, values), grad)
+        return grad_weight, grad_dense, None

@@ -14,7 +14,7 @@ from dmon.distributed import LocalCollectives
 from dmon.training.engine import Defaults
 from dmon.training.launch import Launch, check_common
 from dmon.training.model import ModelSettings, by_name, dropout_seed, forward
-from dmon.training.optimizer import adam_update
+from dmon.training.optimizer import BETA_1, BETA_2, EPSILON
 from dmon.training.prepared import Prepared
 
 
@@ -99,6 +99,10 @@ class Engine(Defaults):
         ]
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
+        # Adam's step size lives on the device, updated in place: no per-step number is
+        # baked into a launch (a CUDA graph can replay the step)
+        self.alpha = torch.zeros((), device=self.device)
+        self.generator: Any = None
         self.block = data.part.block
 
     def _keep(self, epoch: int) -> Any:
@@ -106,7 +110,11 @@ class Engine(Defaults):
         if rate == 0:
             return None
         seed = dropout_seed(self.settings.seed, epoch, self.rank)
-        return torch_keep(self.torch, (self.block, self.settings.k), rate, seed, self.device)
+        if self.generator is None and self.device.type != "cpu":
+            self.generator = self.torch.Generator(device=self.device)  # one, reseeded
+        return torch_keep(
+            self.torch, (self.block, self.settings.k), rate, seed, self.device, self.generator
+        )
 
     def _forward(self, keep: Any) -> Any:
         return forward(
@@ -114,7 +122,7 @@ class Engine(Defaults):
             self.width, self.cache,
         )  # fmt: skip
 
-    def step(self, alpha: np.float32, epoch: int) -> list[float]:
+    def step(self, alpha: np.float32, epoch: int) -> Any:
         torch = self.torch
         for p in self.params:
             p.grad = None
@@ -122,17 +130,14 @@ class Engine(Defaults):
         loss.backward()
         self.comm.sum_gradients(self.params)
         with torch.no_grad():
-            new, self.m, self.v = adam_update(
-                [p.detach() for p in self.params],
-                [p.grad for p in self.params],
-                self.m,
-                self.v,
-                float(alpha),
+            self.alpha.fill_(float(alpha))
+            foreach_adam(
+                torch, self.params, [p.grad for p in self.params], self.m, self.v, self.alpha
             )
-            for p, value in zip(self.params, new, strict=True):
-                p.copy_(value)
-        values = torch.stack([loss.detach(), out.spectral_loss.detach(), out.cluster_loss.detach()])
-        return values.cpu().tolist()
+        return torch.stack([loss.detach(), out.spectral_loss.detach(), out.cluster_loss.detach()])
+
+    def read(self, values: list[Any]) -> np.ndarray:
+        return self.torch.stack(values).cpu().numpy().astype(np.float64)
 
     def state(self) -> list[np.ndarray]:
         return [t.detach().cpu().numpy() for t in (*self.params, *self.m, *self.v)]
@@ -159,22 +164,46 @@ class Engine(Defaults):
         return self.device.type
 
 
-def torch_keep(torch: Any, shape: tuple[int, int], rate: float, seed: int, device: Any) -> Any:
+def foreach_adam(
+    torch: Any, params: list[Any], grads: list[Any], m: list[Any], v: list[Any], alpha: Any
+) -> None:
+    """`dmon.training.optimizer.adam_update` (Keras' Adam) in place, with torch's
+    multi-tensor kernels: seven launches for every parameter together instead of a dozen
+    per parameter. Not `torch.optim.Adam(foreach=True)`: it adds ε to `√v̂`, Keras to
+    `√v`, so their steps differ. `alpha` is a 0-d tensor."""
+    torch._foreach_lerp_(m, grads, 1 - BETA_1)  # m += (g - m)(1 - β₁)
+    torch._foreach_lerp_(v, torch._foreach_mul(grads, grads), 1 - BETA_2)
+    denominator = torch._foreach_sqrt(v)
+    torch._foreach_add_(denominator, EPSILON)
+    torch._foreach_addcdiv_(params, torch._foreach_mul(m, alpha), denominator, value=-1)
+
+
+def torch_keep(
+    torch: Any,
+    shape: tuple[int, int],
+    rate: float,
+    seed: int,
+    device: Any,
+    generator: Any = None,
+) -> Any:
     """torch's dropout multiplier `[u >= rate] / (1 - rate)` `(block, k)` float32, `u`
     uniform in `[0, 1)` and a function of `seed` alone (a resumed run draws the same).
 
-    On the CPU the uniforms come from NumPy's PCG64, which draws float32s faster than
-    torch's CPU generator, a Mersenne Twister on one thread (docs/benchmarks.md, "Design measurements");
-    on a GPU, from torch's generator there.
+    On the CPU the multiplier is made by NumPy, from its PCG64, which draws float32s
+    faster than torch's CPU generator, a Mersenne Twister on one thread
+    (docs/benchmarks.md, "Design measurements"): no torch op at all. On a GPU the
+    uniforms come from `generator` there (one per run, reseeded: made once, not per
+    step).
     """
+    scale = np.float32(1.0 / (1.0 - rate))
     if torch.device(device).type == "cpu":
         uniform = np.random.default_rng(seed).random(shape, dtype=np.float32)
-        u = torch.from_numpy(uniform)
-    else:
-        g = torch.Generator(device=device)
-        g.manual_seed(seed)
-        u = torch.rand(shape, generator=g, device=device)
-    return (u >= rate).to(torch.float32).mul_(1.0 / (1.0 - rate))
+        return torch.from_numpy(np.where(uniform >= rate, scale, np.float32(0)))
+    if generator is None:
+        generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    u = torch.rand(shape, generator=generator, device=device)
+    return torch.where(u >= rate, scale, 0.0)
 
 
 def finish() -> None:

@@ -6,9 +6,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from dmon.backends.torch import csr
 
-from dmon.ops import Edges
+from dmon.sparse_graph import Edges
 
 
 class TorchOps:
@@ -16,8 +17,6 @@ class TorchOps:
     framework = "torch"
 
     def __init__(self) -> None:
-        import torch
-
         self.torch = torch
 
     def is_array(self, x: object) -> bool:
@@ -88,7 +87,16 @@ class TorchOps:
         return self.torch.sqrt(x)
 
     def where(self, cond: Any, a: Any, b: Any) -> Any:
-        return self.torch.where(cond, a, b)
+        # a guard (one side a Python number) as one masked_fill, forward and backward,
+        # where torch.where would first fill a 0-d tensor with the number, both ways
+        if isinstance(a, int | float) and isinstance(b, torch.Tensor) and _fills(cond, b):
+            return b.masked_fill(cond, a)
+        if isinstance(b, int | float) and isinstance(a, torch.Tensor) and _fills(cond, a):
+            return a.masked_fill(cond.logical_not(), b)
+        return torch.where(cond, a, b)
+
+    def norm(self, x: Any, axis: int | tuple[int, ...]) -> Any:
+        return self.torch.linalg.vector_norm(x, dim=axis)
 
     def softmax(self, x: Any) -> Any:
         return self.torch.softmax(x, dim=-1)
@@ -100,7 +108,9 @@ class TorchOps:
         return x.detach()
 
     def with_gradient(self, forward: Any, backward: Any, *args: Any) -> Any:
-        return _custom_function(self.torch).apply(forward, backward, *args)
+        if not (torch.is_grad_enabled() and any(a.requires_grad for a in args)):
+            return forward(*args)[0]  # nothing to differentiate: no autograd node
+        return WithGradient.apply(forward, backward, *args)
 
     # --- sparse ----------------------------------------------------------------------
 
@@ -130,7 +140,7 @@ class TorchOps:
             return self.torch.zeros(
                 n, dense.shape[-1], dtype=dense.dtype, device=dense.device
             ).index_add(0, row, msgs)
-        return csr.spmm_function(self.torch).apply(matrix.weight, dense, matrix)
+        return csr.CsrSpmm.apply(matrix.weight, dense, matrix)
 
     def segment_sum(self, values: Any, ids: Any, num_segments: int) -> Any:
         out = self.torch.zeros(
@@ -149,6 +159,12 @@ class TorchOps:
 
     def device(self, x: Any) -> str | None:
         return str(x.device)
+
+    def on_accelerator(self, x: Any) -> bool:
+        return bool(x.device.type != "cpu")
+
+    def version(self, x: Any) -> int | None:
+        return int(x._version)
 
     def to_numpy(self, x: Any) -> Any:
         if self.torch.compiler.is_compiling():
@@ -201,28 +217,28 @@ def _large_cpu_result(torch: Any, a: Any, b: Any) -> Any | None:
     return torch.from_numpy(numpy.empty(shape, dtype))
 
 
-_CUSTOM: Any = None
+def _fills(cond: Any, x: Any) -> bool:
+    """Whether `masked_fill` of `x` under `cond` has `where`'s shape (`cond` does not
+    broadcast `x` up)."""
+    return bool(cond.dtype == torch.bool and torch.broadcast_shapes(cond.shape, x.shape) == x.shape)
 
 
-def _custom_function(torch: Any) -> Any:
+class WithGradient(torch.autograd.Function):
     """The `torch.autograd.Function` behind `TorchOps.with_gradient`: the forward and
-    backward rules travel as its first two (non-tensor) arguments."""
-    global _CUSTOM
-    if _CUSTOM is not None:
-        return _CUSTOM
+    backward rules travel as its first two (non-tensor) arguments. Defined with the
+    module, not on first use: `torch.compile` cannot trace the making of a class."""
 
-    class WithGradient(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx: Any, forward: Any, backward: Any, *args: Any) -> Any:
-            out, residuals = forward(*args)
-            ctx.backward_rule = backward
-            ctx.save_for_backward(*residuals)
-            return out
+    @staticmethod
+    def forward(ctx: Any, forward: Any, backward: Any, *args: Any) -> Any:
+        out, residuals = forward(*args)
+        ctx.backward_rule = backward
+        ctx.save_for_backward(*residuals)
+        return out
 
-        @staticmethod
-        def backward(ctx: Any, grad: Any) -> Any:
-            grads = ctx.backward_rule(ctx.saved_tensors, grad, tuple(ctx.needs_input_grad[2:]))
-            return (None, None, *grads)
-
-    _CUSTOM = WithGradient
-    return _CUSTOM
+    @staticmethod
+    def backward(ctx: Any, grad: Any) -> Any:
+        rule = ctx.backward_rule
+        saved = tuple(ctx.saved_tensors)
+        needs = tuple(ctx.needs_input_grad[2:])
+        grads = rule(saved, grad, needs)
+        return (None, None, *grads)

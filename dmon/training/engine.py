@@ -7,7 +7,7 @@ written once (`dmon.training.model`, `optimizer`, `prepared`)."""
 from __future__ import annotations
 
 import sys
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -59,9 +59,14 @@ class Engine(Protocol):
         step."""
         ...
 
-    def step(self, alpha: np.float32, epoch: int) -> list[float]:
+    def step(self, alpha: np.float32, epoch: int) -> Any:
         """One training step (Adam with step size `alpha`) of epoch `epoch`, from 0;
-        returns `[loss, spectral_loss, cluster_loss]`."""
+        returns `[loss, spectral_loss, cluster_loss]` as a `(3,)` array on the device,
+        not read (a read makes the host wait for the device)."""
+        ...
+
+    def read(self, values: list[Any]) -> np.ndarray:
+        """`(len(values), 3)` float64: the values of several steps in one read."""
         ...
 
     def state(self) -> list[np.ndarray]:

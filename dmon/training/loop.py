@@ -28,6 +28,9 @@ from dmon.training.result import ClusterResult, TrainingDiverged
 
 LOSSES = ("loss", "spectral_loss", "cluster_loss")
 """What every epoch records, in the order engines return it."""
+READ_EVERY_S = 0.5
+"""Seconds between reads of the losses to the host (and progress reports), besides the
+reads at each checkpoint, at Ctrl-C and at the end."""
 
 
 def cluster(
@@ -173,30 +176,37 @@ def cluster(
     # each step's large CPU tensors reuse the last step's memory (dmon.memory)
     keep = engine.device_kind() == "cpu"
     t0 = time.perf_counter()
-    with stop, memory.keep_freed_memory() if keep else contextlib.nullcontext():
-        for epoch in range(start, epochs):
-            values = engine.step(adam_alpha(learning_rate, epoch + 1), epoch)
-            row = dict(zip(LOSSES, values, strict=True))
-            if not all(math.isfinite(v) for v in values):
-                saved = outcome["saved"]
-                kept = (
-                    f"; the last checkpoint (epoch {saved}) is kept in {checkpoint}"
-                    if saved is not None
-                    else ""
-                )
-                detail = ", ".join(f"{key} {v:.4g}" for key, v in row.items())
-                raise TrainingDiverged(
-                    f"training diverged at epoch {epoch + 1}: non-finite loss ({detail}); lower "
-                    f"the learning rate or check the features{kept}",
-                    epoch + 1,
-                )
+    pending: list[Any] = []  # the losses of epochs not yet read, on the device
+    last_read = time.perf_counter()
+
+    def read() -> None:
+        """The pending epochs' losses in one read: history, progress, and a non-finite
+        loss stops the run naming its first epoch (checkpoints are saved only after a
+        read, so the last one kept is of finite epochs)."""
+        nonlocal last_read
+        first = outcome["done"] + 1
+        values = engine.read(pending) if pending else np.zeros((0, len(LOSSES)))
+        pending.clear()
+        last_read = time.perf_counter()
+        for i, row_values in enumerate(values.tolist()):
+            row = dict(zip(LOSSES, row_values, strict=True))
+            if not all(math.isfinite(v) for v in row_values):
+                _diverged(first + i, row, outcome["saved"], checkpoint)
             for key, value in row.items():
                 history[key].append(value)
-            outcome["done"] = epoch + 1
+            outcome["done"] = first + i
             if on_epoch is not None:
-                on_epoch(epoch + 1, row)
+                on_epoch(first + i, row)
+
+    with stop, memory.keep_freed_memory() if keep else contextlib.nullcontext():
+        for epoch in range(start, epochs):
+            pending.append(engine.step(adam_alpha(learning_rate, epoch + 1), epoch))
             last = epoch + 1 == epochs
-            if stop.raised or last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0):
+            due = stop.raised or last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0)
+            # a read makes the host wait for the device: at most one per READ_EVERY_S
+            if due or time.perf_counter() - last_read >= READ_EVERY_S:
+                read()
+            if due:
                 save(epoch + 1)
             if stop.raised:
                 break
@@ -239,6 +249,22 @@ def cluster(
         resumed_from=None if state is None else state.epoch,
         distributed=distributed,
         settings={**settings, "backend": name},
+    )
+
+
+def _diverged(
+    epoch: int, row: dict[str, float], saved: int | None, checkpoint: str | Path | None
+) -> None:
+    kept = (
+        f"; the last checkpoint (epoch {saved}) is kept in {checkpoint}"
+        if saved is not None
+        else ""
+    )
+    detail = ", ".join(f"{key} {v:.4g}" for key, v in row.items())
+    raise TrainingDiverged(
+        f"training diverged at epoch {epoch}: non-finite loss ({detail}); lower "
+        f"the learning rate or check the features{kept}",
+        epoch,
     )
 
 

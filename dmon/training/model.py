@@ -85,7 +85,8 @@ def forward(
     cache: dict | None = None,
 ) -> tuple[Any, dist.DMoNOutput]:
     """One shard's forward pass: `h = selu(Â X W + (X W) ⊙ w_skip + b)` (GCNConv),
-    `logits = dropout(h W_d + b_d)`, `dmon.distributed.shard_pool(h, ...)`; the loss
+    `logits = dropout(h W_d + b_d)`, `dmon.distributed.shard_pool(h, ...)` (the losses
+    and `s` alone: nothing else is read); the loss
     `L_spec + collapse · L_clus` (the Keras model's `add_loss` total).
 
     Args:
@@ -115,7 +116,7 @@ def forward(
     logits = ops.matmul(h, params["dmon/kernel"]) + params["dmon/bias"]
     if keep is not None:
         logits = logits * keep
-    out = dist.shard_pool(h, shard, logits, comm, resolution=settings.resolution)
+    out = dist.shard_pool(h, shard, logits, comm, resolution=settings.resolution, losses_only=True)
     return out.spectral_loss + settings.collapse_regularization * out.cluster_loss, out
 
 

@@ -327,21 +327,12 @@ def test_a_jax_process_that_dies_stops_the_other_with_one_line(tmp_path: Path) -
 
 @needs_keras
 @pytest.mark.skipif(not installed("torch"), reason="needs torch")
-@pytest.mark.parametrize(
-    "agent_first",
-    # torchrun's agent answers a dead worker with SIGTERM to the others, often before
-    # their next collective fails; both ways must end with the one line.
-    [False, True],
-)
+@pytest.mark.parametrize("agent_first", [False, True])
 def test_a_torch_process_that_dies_ends_the_job(tmp_path: Path, agent_first: bool) -> None:
+    """torchrun's agent answers a dead worker with SIGTERM to the others, often before
+    their next collective fails (`agent_first`): both ways end with the one line."""
     job = subprocess.Popen(
-        _torchrun(
-            2,
-            "-m",
-            "dmon",
-            "cluster",
-            *_endless_run(tmp_path, "--backend", "torch"),
-        ),
+        _torchrun(2, "-m", "dmon", "cluster", *_endless_run(tmp_path, "--backend", "torch")),
         env=subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

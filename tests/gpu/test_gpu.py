@@ -188,3 +188,29 @@ def test_jax_gpu_sparse_gradients_equal_cpu_autodiff(directed: bool) -> None:
     np.testing.assert_allclose(
         np.asarray(got[2]), np.asarray(want[2])[ei[0], ei[1]], **TOL["float64"]
     )
+
+
+def test_torch_cuda_pool_reads_nothing_by_default() -> None:
+    """On a GPU value checks are off by default (docs/reliability.md): no call waits
+    for the device, dense, symmetric, masked or sparse."""
+    torch = _cuda()
+    from dmon.backends.torch.counting import count_ops
+
+    a_np, ei, w = _graph(64, directed=False)
+    a = torch.tensor(a_np, device=CUDA, dtype=torch.float32)
+    x, logits = torch.randn(64, 8, device=CUDA), torch.randn(64, 4, device=CUDA)
+    mask = torch.rand(1, 64, device=CUDA) > 0.2
+    graph = dmon.SparseGraph(
+        torch.tensor(ei, device=CUDA), torch.tensor(w, device=CUDA, dtype=torch.float32)
+    )
+    calls = [
+        lambda: dmon.pool(x, a, logits),
+        lambda: dmon.pool(x, a, logits, symmetric=True),
+        lambda: dmon.pool(x, a, logits, mask),
+        lambda: dmon.pool(x, graph, logits),
+    ]
+    for call in calls:
+        call()
+        with count_ops() as tally:
+            call()
+        assert tally.host_reads == 0
