@@ -40,6 +40,9 @@ def worker(what: str, backend: str) -> dict:
     import dmon
 
     if what == "cluster":
+        import dmon.training.loop as loop
+
+        loop.READ_EVERY_S = 0.0  # each epoch read at once: the stamps time epochs
         stamps: list[float] = []
         graph = dmon.data.load_npz(str(CORA))
         dmon.cluster(

@@ -147,11 +147,11 @@ def ortho_per_graph(ops: ArrayOps, gram: Array) -> Array:
     row of `S` is a softmax, positive), so one guard serves the division and the
     result."""
     c = ops.shape(gram)[-1]
-    norm = frobenius(ops, gram, (1, 2))
+    norm = ops.norm(gram, (1, 2))
     empty = norm == 0
     ratio = gram / ops.expand_dims(ops.expand_dims(ops.where(empty, 1.0, norm), -1), -1)
     eye = ops.eye(c, like=gram) / math.sqrt(c)  # type: ignore[arg-type]
-    return ops.where(empty, 0.0, frobenius(ops, ratio - eye, (1, 2)))
+    return ops.where(empty, 0.0, ops.norm(ratio - eye, (1, 2)))
 
 
 def cluster_per_graph(
@@ -162,7 +162,7 @@ def cluster_per_graph(
     `n`, pytorch_geometric#10148), and 0 for a graph with no valid node. `n_valid is
     None` means every graph has its `n_static > 0` nodes."""
     c = ops.shape(sums)[-1]
-    sizes = frobenius(ops, sums, -1)
+    sizes = ops.norm(sums, -1)
     if n_valid is None:
         return sizes * (math.sqrt(c) / n_static) - 1.0  # type: ignore[arg-type, operator]
     empty = n_valid == 0  # one guard for the division and the result
@@ -180,18 +180,9 @@ def normalized_pooled_adj(ops: ArrayOps, out_adj: Array) -> Array:
 
 
 # --- guards that keep degenerate graphs finite, values and gradients alike --------------
-
-
-def safe_div(ops: ArrayOps, num: Array | float, den: Array) -> Array:
-    """`num / den`, and 0 where `den == 0`; the gradient is finite there too.
-
-    The guard tests the degenerate case itself (`den == 0`), not `den > 0`, which would
-    also turn a NaN or negative `den` into a plausible 0. The inner `where` keeps the
-    unused branch from producing inf/NaN, which would leak into the gradient of the outer
-    one (the "double where" trick).
-    """
-    zero = den == 0
-    return ops.where(zero, 0.0, num / ops.where(zero, 1.0, den))
+# Each guard tests the degenerate case itself (`x == 0`), not `x > 0`, which would also
+# turn NaN into a plausible number, and replaces the operand before the operation, so
+# that no inf/NaN of the unused branch leaks into the gradient (the "double where").
 
 
 def safe_sqrt(ops: ArrayOps, v: Array) -> Array:
@@ -199,10 +190,6 @@ def safe_sqrt(ops: ArrayOps, v: Array) -> Array:
     NaN."""
     zero = v == 0
     return ops.where(zero, 0.0, ops.sqrt(ops.where(zero, 1.0, v)))
-
-
-def frobenius(ops: ArrayOps, v: Array, axis: int | tuple[int, ...]) -> Array:
-    return ops.norm(v, axis)
 
 
 def any_negative(ops: ArrayOps, v: Array) -> Array:

@@ -219,8 +219,12 @@ def _large_cpu_result(torch: Any, a: Any, b: Any) -> Any | None:
 
 def _fills(cond: Any, x: Any) -> bool:
     """Whether `masked_fill` of `x` under `cond` has `where`'s shape (`cond` does not
-    broadcast `x` up)."""
-    return bool(cond.dtype == torch.bool and torch.broadcast_shapes(cond.shape, x.shape) == x.shape)
+    broadcast `x` up). By hand: `torch.broadcast_shapes` costs more than the op."""
+    if cond.dtype != torch.bool or cond.dim() > x.dim():
+        return False
+    shape = x.shape
+    offset = x.dim() - cond.dim()
+    return all(c == 1 or c == shape[offset + i] for i, c in enumerate(cond.shape))
 
 
 class WithGradient(torch.autograd.Function):
