@@ -139,7 +139,8 @@ def docs(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The README's main job, `dmon cluster` on the embedded graph, then `dmon parity`."""
     session.install(JAX, "-e", ".[cluster]")
-    session.run("dmon", "cluster", "--out", os.path.join(session.create_tmp(), "run"), env=ENV)
+    out = os.path.join(session.create_tmp(), "run")  # a reused venv keeps its last run
+    session.run("dmon", "cluster", "--out", out, "--overwrite", env=ENV)
     session.run("dmon", "parity", env=ENV)
 
 

@@ -69,7 +69,11 @@ def parser() -> argparse.ArgumentParser:
         help="training epochs (default 1000; 300 for the built-in graphs)",
     )
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--out", default=None, help="output folder (default runs/<graph name>)")
+    c.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default runs/<graph name>, or runs/<graph name>-2, ... when taken)",
+    )
     c.add_argument(
         "--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3, the paper's)"
     )
@@ -96,6 +100,11 @@ def parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue from the checkpoint in the output folder (same graph and settings)",
+    )
+    c.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of a finished run in the output folder (refused without)",
     )
     d = c.add_argument_group(
         "distributed (docs/distributed.md)",
@@ -187,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # the reader went away (`dmon info | head -1`): end quietly, as Unix tools do;
+        # stdout goes to /dev/null so that Python's flush at exit cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except UsageError as err:
         print(f"dmon: error: {one_line(str(err))}", file=sys.stderr)
         return 2

@@ -38,6 +38,33 @@ def _progress(total: int) -> Any:
     return update
 
 
+def _earlier_run(folder: Path) -> list[str]:
+    """The files of an earlier run in `folder`: its results or its checkpoint."""
+    return [n for n in ("metrics.json", "checkpoint.npz") if (folder / n).is_file()]
+
+
+def _run_folder(args: argparse.Namespace, name: str, distributed: bool) -> Path:
+    """`--out`, else `runs/<graph name>`, else (it holds an earlier run, and this run
+    neither resumes nor overwrites it) the first free `runs/<graph name>-2`, `-3`, ...:
+    running the same command twice keeps both runs. A sharded job's processes must agree
+    without talking, so they take `runs/<graph name>` as given."""
+    if args.out is not None:
+        return Path(args.out)
+    base = Path("runs") / _safe_name(name)
+    if distributed or args.resume or args.overwrite or not _earlier_run(base):
+        return base
+    n = 2
+    while _earlier_run(base.with_name(f"{base.name}-{n}")):
+        n += 1
+    return base.with_name(f"{base.name}-{n}")
+
+
+def _safe_name(name: str) -> str:
+    """A graph's name as a folder name: letters, digits, `.`, `-`, `_`; the rest `_`
+    (`Zachary's Karate Club` → `Zachary_s_Karate_Club`)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "graph"
+
+
 def _stop_job(rank: int, why: str) -> None:
     """End this process of a sharded job at once, with one line that says what to do.
     `os._exit`: JAX's exit handler would wait for a lost process at a shutdown barrier and
@@ -153,10 +180,16 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             f"--clusters {args.clusters} must be between 2 and the number of nodes ({graph.num_nodes})"
         )
     try:  # where the results go, before training
-        out = files.check_writable_folder(args.out or Path("runs") / graph.name)
+        out = files.check_writable_folder(_run_folder(args, graph.name, distributed))
     except ValueError as err:
         raise UsageError(f"--out {err}") from None
     ckpt_path = out / checkpoint.FILENAME
+    earlier = _earlier_run(out)
+    if earlier and not (args.resume or args.overwrite):  # a run's results are never lost
+        raise UsageError(
+            f"--out {out}/ holds an earlier run ({', '.join(earlier)}); continue it with "
+            "--resume, replace it with --overwrite, or choose another --out"
+        )
     if args.resume and not ckpt_path.is_file():
         raise UsageError(f"--resume: no checkpoint in {out}/ ({checkpoint.FILENAME})")
     rank = _rank(args) if distributed else 0
@@ -182,7 +215,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             hidden=args.hidden,
             seed=args.seed,
             on_epoch=None if args.quiet or rank != 0 else _progress(args.epochs),
-            checkpoint=ckpt_path if args.checkpoint_every or args.resume else None,
+            checkpoint=ckpt_path,  # every --checkpoint-every epochs; 0: at the end
             checkpoint_every=args.checkpoint_every,
             resume=args.resume,
             resolution=args.resolution,
@@ -236,12 +269,13 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if distributed:
         finish()
     if result.interrupted:
+        by = "stopped by SIGTERM" if result.stopped_by == "SIGTERM" else "interrupted"
         print(
-            f"dmon: interrupted after epoch {result.epochs_completed} of {args.epochs}; "
+            f"dmon: {by} after epoch {result.epochs_completed} of {args.epochs}; "
             f"outputs so far written; continue with --resume",
             file=sys.stderr,
         )
-        return 130
+        return 143 if result.stopped_by == "SIGTERM" else 130
     return 0
 
 

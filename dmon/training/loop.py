@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,9 +94,9 @@ def cluster(
         launch: shard over JAX devices or processes, or the processes of a torchrun job
             (`dmon.training.Launch`); `None` trains on one device.
 
-    Ctrl-C (SIGINT, in the main thread of a one-process run) stops after the current
-    epoch and returns the result so far with `interrupted=True`; a second Ctrl-C raises
-    `KeyboardInterrupt` at once. (A sharded run stops at once: its processes would first
+    Ctrl-C (SIGINT) or SIGTERM, in the main thread of a one-process run, stops after the
+    current epoch and returns the result so far with `interrupted=True` (`stopped_by`
+    names the signal); a second one raises `KeyboardInterrupt` at once. (A sharded run stops at once: its processes would first
     have to agree on the epoch; resume from the last checkpoint.)
 
     Returns:
@@ -131,6 +132,8 @@ def cluster(
         raise ValueError(f"k (number of clusters) must be in [2, N = {graph.num_nodes}]; got {k}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the `checkpoint` path to resume from")
+    if checkpoint is not None:  # before training, not at the first checkpoint
+        _check_checkpoint_folder(Path(checkpoint))
     name = select_backend(backend)
     kind = engine_class(name)
     if launch is not None:
@@ -246,10 +249,24 @@ def cluster(
         name,
         epochs_completed=outcome["done"],
         interrupted=stop.raised and outcome["done"] < epochs,
+        stopped_by=stop.by if stop.raised and outcome["done"] < epochs else None,
         resumed_from=None if state is None else state.epoch,
         distributed=distributed,
         settings={**settings, "backend": name},
     )
+
+
+def _check_checkpoint_folder(path: Path) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(
+            f"checkpoint: the folder {folder}/ of {path} does not exist; create it first"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ValueError(f"checkpoint: cannot write in {folder}/ ({err.strerror or err})") from None
 
 
 def _diverged(

@@ -34,7 +34,9 @@ class ClusterResult:
     epochs_completed: int = 0
     """Epochs behind the result (fewer than asked when interrupted)."""
     interrupted: bool = False
-    """Stopped early by Ctrl-C (SIGINT), after a complete epoch."""
+    """Stopped early by Ctrl-C (SIGINT) or SIGTERM, after a complete epoch."""
+    stopped_by: str | None = None
+    """`"SIGINT"` or `"SIGTERM"` when `interrupted`."""
     resumed_from: int | None = None
     """The checkpoint's epoch when the run was resumed, else `None`."""
     distributed: dict[str, Any] | None = None

@@ -109,6 +109,38 @@ def test_info_and_parity() -> None:
     assert numpy_rows and "0.0e+00" in numpy_rows[0]
 
 
+def test_without_out_a_second_run_gets_a_folder_of_its_own(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert cli.main(["cluster", "karate", "--epochs", "3", "--quiet"]) == 0
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["Zachary_s_Karate_Club", "Zachary_s_Karate_Club-2"]
+    assert all((tmp_path / "runs" / r / "metrics.json").is_file() for r in runs)
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    # `dmon info | head -0`: the reader has left before dmon writes
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dmon", "info"],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert err == "", err
+
+
+def test_a_checkpoint_folder_that_does_not_exist_is_refused_before_training(tmp_path) -> None:
+    from dmon import training
+
+    graph = data.karate_club()
+    with pytest.raises(ValueError, match=r"checkpoint: the folder .*missing/ .* does not exist"):
+        training.cluster(graph, 2, epochs=1, checkpoint=tmp_path / "missing" / "run.npz")
+
+
 def test_features_file_of_the_wrong_size(tmp_path) -> None:
     (tmp_path / "e.csv").write_text("0,1\n1,2\n")
     np.save(tmp_path / "f.npy", np.ones((2, 4)))

@@ -1,6 +1,7 @@
 """Long runs survive: `dmon cluster` killed with SIGKILL and resumed ends with the same
-assignments and loss history as an uninterrupted run; Ctrl-C stops after an epoch, writes
-what it has (marked interrupted) and exits 130; a non-finite loss stops training with an
+assignments and loss history as an uninterrupted run; Ctrl-C (SIGTERM) stops after an
+epoch, writes what it has (marked interrupted) and exits 130 (143); a finished run is not
+replaced without `--overwrite`; a non-finite loss stops training with an
 error naming the epoch and keeps the last good checkpoint.
 
 Each run is a `dmon cluster` process with its own Keras backend (Keras fixes its backend
@@ -119,13 +120,14 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
     np.testing.assert_allclose(history, whole_history, rtol=1e-5, atol=1e-6)
 
 
-def test_ctrl_c_writes_what_it_has_and_resumes(
-    keras_backend: str, uninterrupted, tmp_path: Path
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_writes_what_it_has_and_resumes(
+    keras_backend: str, uninterrupted, tmp_path: Path, sig: int, status: int
 ) -> None:
     whole_assignments, whole_history, _ = uninterrupted
     out = tmp_path / "interrupted"
-    code = _start_and_signal(keras_backend, out, signal.SIGINT, EVERY, 0.05)
-    assert code == 130
+    code = _start_and_signal(keras_backend, out, sig, EVERY, 0.05)
+    assert code == status
     _, history, report = _outputs(out)
     done = report["epochs_completed"]
     assert report["interrupted"] is True and EVERY <= done < EPOCHS
@@ -157,7 +159,16 @@ def test_non_finite_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint
 
 def test_resume_refuses_a_checkpoint_of_another_run(keras_backend: str, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    res = _dmon(keras_backend, out, "--epochs", "10")
+    res = _dmon(keras_backend, out, "--epochs", "10", "--checkpoint-every", "0")
+    assert res.returncode == 0, res.stderr
+    assert _checkpoint_epoch(out) == 10  # 0: a checkpoint at the end only
+    # a finished run is never replaced by accident
+    before = (out / "metrics.json").read_bytes()
+    res = _dmon(keras_backend, out, "--epochs", "5")
+    assert res.returncode == 2 and "holds an earlier run (metrics.json" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert (out / "metrics.json").read_bytes() == before
+    res = _dmon(keras_backend, out, "--epochs", "10", "--overwrite")
     assert res.returncode == 0, res.stderr
     res = _dmon(keras_backend, out, "--epochs", "20", "--seed", "1", "--resume")
     assert res.returncode == 2 and "different seed" in res.stderr, res.stderr
