@@ -50,6 +50,12 @@ def parser() -> argparse.ArgumentParser:
         help="node features for an edge list: .npy or .csv/.tsv, one row per node",
     )
     c.add_argument(
+        "--labels",
+        default=None,
+        metavar="FILE",
+        help="true classes for NMI and F1: node,label lines, nodes named as in the graph",
+    )
+    c.add_argument(
         "--clusters",
         "-k",
         type=int,

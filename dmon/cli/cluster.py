@@ -140,6 +140,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
                 )
             graph.features = features
             graph.notes = [f"features from {args.features}"]
+        if args.labels is not None:
+            graph.labels = data.load_labels(args.labels, graph)
+            graph.notes = [*graph.notes, f"labels from {args.labels}"]
     except data.GraphFormatError as err:
         raise UsageError(str(err)) from None
     except ImportError as err:

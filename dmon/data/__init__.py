@@ -3,7 +3,7 @@ the paper's preprocessing, and the embedded default graphs. NumPy/SciPy only; fi
 never unpickled.
 
 - `graph`: `Graph`, its checks (`check_graph`) and `preprocess`;
-- `readers`: `load_npz`, `load_edgelist`, `load_features`;
+- `readers`: `load_npz`, `load_edgelist`, `load_features`, `load_labels`;
 - `builtin`: `from_networkx`, `from_scipy`, `karate_club`, `synthetic_sbm`.
 """
 
@@ -23,7 +23,7 @@ from dmon.data.graph import (
     default_features,
     preprocess,
 )
-from dmon.data.readers import check_file, load_edgelist, load_features, load_npz
+from dmon.data.readers import check_file, load_edgelist, load_features, load_labels, load_npz
 
 __all__ = [
     "IDENTITY_FEATURES_MAX_NODES",
@@ -40,6 +40,7 @@ __all__ = [
     "load",
     "load_edgelist",
     "load_features",
+    "load_labels",
     "load_npz",
     "preprocess",
     "synthetic_sbm",

@@ -117,42 +117,29 @@ def check_file(path: Path) -> None:
 
 def load_edgelist(path: str | Path, *, num_nodes: int | None = None, **prep: bool) -> Graph:
     """An edge list: one edge per line, `src dst [weight]`, separated by a comma, tab or
-    spaces; an optional header line; `#` comments.
+    spaces; an optional header line (`src,dst`, `u v`, `from_node,to_node`, ...); `#` and
+    `%` comment lines (SNAP, KONECT); UTF-8, with or without a byte-order mark; spaces
+    around fields ignored.
 
-    When every node name is a non-negative integer, it is the node's index (`N` = largest
-    id + 1, or `num_nodes` when given, so ids without edges are isolated nodes, and rows
-    of a features file line up with ids, as in PyG). Ids implying far more nodes than
-    appear (`> 2·seen + ISOLATED_SLACK`) are refused unless `num_nodes` is given: they are
-    names, not indices. Otherwise names may be any strings, numbered in order of first
-    appearance; `Graph.node_names` keeps them. Structure only: default features (see
-    `load_features` to attach some). Weights must be finite and non-negative."""
+    Node ids are of one kind per file. When every id is a non-negative integer, it is the
+    node's index (`N` = largest id + 1, or `num_nodes` when given, so ids without edges
+    are isolated nodes, and rows of a features file line up with ids, as in PyG). Ids
+    implying far more nodes than appear (`> 2·seen + ISOLATED_SLACK`) are refused unless
+    `num_nodes` is given: they are names, not indices. When no id is such an integer, ids
+    are names, numbered in order of first appearance; `Graph.node_names` keeps them (and
+    `assignments.csv` shows them). A file that mixes the two (`2` and `2.0`, `-1`) is
+    refused rather than renumbered. An edge listed more than once counts once, with its
+    largest weight, as `preprocess` joins the two directions of an undirected edge.
+    Structure only: default features (see `load_features` to attach some). Weights must
+    be finite and non-negative."""
     path = Path(path)
     check_file(path)
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise GraphFormatError(f"{path}: not a text edge list") from None
-    except OSError as err:
-        raise GraphFormatError(f"{path}: cannot read ({err.strerror or err})") from None
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        raise GraphFormatError(f"{path}: no edges")
-    delimiter = "," if "," in lines[0] else ("\t" if "\t" in lines[0] else None)
-    try:
-        rows = [
-            r
-            for r in csv.reader(
-                io.StringIO("\n".join(lines)), delimiter=delimiter or " ", skipinitialspace=True
-            )
-        ]
-    except csv.Error as err:
-        raise GraphFormatError(f"{path}: not a delimited edge list ({err})") from None
-    if delimiter is None:  # runs of spaces separate one field
-        rows = [[c for c in r if c != ""] for r in rows]
-    for lineno, r in enumerate(rows, start=1):
-        if "" in (c.strip() for c in r):
-            raise GraphFormatError(f"{path}: line {lineno} has an empty field ({r})")
-    if len(rows[0]) >= 2 and _is_header(rows[0], rows[1] if len(rows) > 1 else None):
+    if num_nodes is not None and (
+        isinstance(num_nodes, bool) or not isinstance(num_nodes, int | np.integer) or num_nodes < 0
+    ):
+        raise GraphFormatError(f"{path}: num_nodes must be an int >= 0; got {num_nodes!r}")
+    rows = _text_rows(path, "edge list", "edges")
+    if len(rows[0]) >= 2 and _is_header(rows[0], rows[1:]):
         rows = rows[1:]
     if not rows:
         raise GraphFormatError(f"{path}: no edges")
@@ -177,7 +164,14 @@ def load_edgelist(path: str | Path, *, num_nodes: int | None = None, **prep: boo
         dst.append(ids.setdefault(r[1], len(ids)))
         wts.append(w)
     names: list[str] | None = list(ids)
-    if all(name.isascii() and name.isdigit() for name in ids):  # integer ids: the id is the index
+    integers = [name for name in ids if _is_index(name)]
+    if integers and len(integers) < len(ids):
+        other = next(name for name in ids if not _is_index(name))
+        raise GraphFormatError(
+            f"{path}: node ids mix integer indices (such as {integers[0]!r}) and other names "
+            f"(such as {other!r}); use one kind: indices 0..N-1, or names"
+        )
+    if integers:  # integer ids: the id is the index
         values = [int(name) for name in ids]
         largest = max(values)
         if largest >= MAX_NODES:
@@ -203,10 +197,86 @@ def load_edgelist(path: str | Path, *, num_nodes: int | None = None, **prep: boo
                 f"{path}: {n} named nodes but num_nodes = {num_nodes} (named nodes are numbered "
                 "in order of first appearance)"
             )
-    a = sparse.csr_matrix((wts, (src, dst)), shape=(n, n))
+    a = _largest_weight_per_edge(np.asarray(src), np.asarray(dst), np.asarray(wts), n)
     graph = finish(a, None, None, path.stem, prep, source=path)
     graph.node_names = names
     return graph
+
+
+def _text_rows(path: Path, what: str, items: str) -> list[list[str]]:
+    """The fields of a delimited text file's lines (comma, tab or spaces, by the first
+    line), without `#`/`%` comment lines, a byte-order mark or spaces around fields."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
+    except UnicodeDecodeError:
+        raise GraphFormatError(f"{path}: not a text {what} (not UTF-8)") from None
+    except OSError as err:
+        raise GraphFormatError(f"{path}: cannot read ({err.strerror or err})") from None
+    if "\x00" in text:
+        raise GraphFormatError(f"{path}: not a text {what} (it holds NUL bytes)")
+    lines = [
+        ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith(("#", "%"))
+    ]
+    if not lines:
+        raise GraphFormatError(f"{path}: no {items}")
+    delimiter = "," if "," in lines[0] else ("\t" if "\t" in lines[0] else None)
+    try:
+        rows = list(
+            csv.reader(
+                io.StringIO("\n".join(lines)), delimiter=delimiter or " ", skipinitialspace=True
+            )
+        )
+    except csv.Error as err:
+        raise GraphFormatError(f"{path}: not a delimited {what} ({err})") from None
+    if delimiter is None:  # runs of spaces separate one field
+        rows = [[c for c in r if c != ""] for r in rows]
+    rows = [[c.strip() for c in r] for r in rows]
+    for lineno, r in enumerate(rows, start=1):
+        if "" in r:
+            raise GraphFormatError(f"{path}: line {lineno} has an empty field ({r})")
+    return rows
+
+
+def load_labels(path: str | Path, graph: Graph) -> np.ndarray:
+    """`(N,)` int64 ground-truth classes of `graph`'s nodes from a text file of
+    `node,label` lines (comma, tab or spaces; an optional `node,label` header; `#`/`%`
+    comments), for NMI and F1 on a graph of your own. `node` names a node as the edge
+    list did (its index, or its name); labels are kept when every one is a non-negative
+    integer, else numbered in order of first appearance. Every node needs one label."""
+    path = Path(path)
+    check_file(path)
+    rows = _text_rows(path, "labels file", "labels")
+    if rows[0][0].lower() in ("node", "id", "node_id", "name") and len(rows) > 1:
+        rows = rows[1:]
+    names = graph.node_names
+    index = {name: i for i, name in enumerate(names)} if names is not None else None
+    n = graph.num_nodes
+    given: dict[int, str] = {}
+    for lineno, r in enumerate(rows, start=1):
+        if len(r) != 2:
+            raise GraphFormatError(
+                f"{path}: line {lineno} has {len(r)} fields ({r}); expected node, label"
+            )
+        node, label = r
+        i = index.get(node) if index is not None else (int(node) if _is_index(node) else None)
+        if i is None or not 0 <= i < n:
+            kind = "a node of the graph" if index is not None else f"a node index in [0, {n})"
+            raise GraphFormatError(f"{path}: line {lineno}: node {node!r} is not {kind}")
+        if given.setdefault(i, label) != label:
+            raise GraphFormatError(
+                f"{path}: line {lineno}: node {node!r} has two labels ({given[i]!r}, {label!r})"
+            )
+    if len(given) < n:
+        missing = next(i for i in range(n) if i not in given)
+        name = missing if names is None else names[missing]
+        raise GraphFormatError(
+            f"{path}: {n - len(given)} of {n} nodes have no label (the first: {name!r})"
+        )
+    labels = [given[i] for i in range(n)]
+    if all(_is_index(v) for v in labels):
+        return np.array([int(v) for v in labels], dtype=np.int64)
+    classes: dict[str, int] = {}
+    return np.array([classes.setdefault(v, len(classes)) for v in labels], dtype=np.int64)
 
 
 def load_features(path: str | Path, num_nodes: int | None = None) -> np.ndarray:
@@ -241,13 +311,33 @@ def load_features(path: str | Path, num_nodes: int | None = None) -> np.ndarray:
     return f.astype(np.float32)
 
 
-_HEADER_WORDS = {"src", "source", "from", "head", "node1", "node_1", "start", "id1", "sender"}
+_HEADER_WORDS = {
+    "src", "source", "from", "from_node", "fromnodeid", "from_id", "source_id", "src_id",
+    "head", "node1", "node_1", "node_a", "start", "id1", "id_1", "sender", "u", "origin",
+}  # fmt: skip
 
 
-def _is_header(row: list[str], second: list[str] | None) -> bool:
+def _is_index(name: str) -> bool:
+    """A node id that is a node index: a non-negative decimal integer."""
+    return name.isascii() and name.isdigit()
+
+
+def _largest_weight_per_edge(src: np.ndarray, dst: np.ndarray, w: np.ndarray, n: int) -> Any:
+    """The `(n, n)` CSR matrix of the edges, an edge listed more than once taking its
+    largest weight (not their sum)."""
+    key = src.astype(np.int64) * max(n, 1) + dst
+    order = np.argsort(key, kind="stable")
+    unique, first = np.unique(key[order], return_index=True)
+    weight = np.maximum.reduceat(w[order], first) if len(order) else w
+    return sparse.csr_matrix((weight, (unique // max(n, 1), unique % max(n, 1))), shape=(n, n))
+
+
+def _is_header(row: list[str], rest: list[list[str]]) -> bool:
     """A header is a first line naming the columns: a known source-column word
-    (`src`, `source`, `from`, ...), or a non-numeric third field above numeric weights.
-    (Node names themselves may be any strings.)"""
+    (`src`, `source`, `from`, `u`, ...), a first line of names above lines of integer
+    indices, or a non-numeric third field above numeric weights. (Node names
+    themselves may be any strings.)"""
+    second = rest[0] if rest else None
 
     def number(v: str) -> bool:
         try:
@@ -257,6 +347,11 @@ def _is_header(row: list[str], second: list[str] | None) -> bool:
             return False
 
     if row[0].strip().lower() in _HEADER_WORDS:
+        return True
+    names_over_indices = not (_is_index(row[0]) or _is_index(row[1])) and all(
+        len(r) >= 2 and _is_index(r[0]) and _is_index(r[1]) for r in rest
+    )
+    if rest and names_over_indices:
         return True
     return (
         len(row) == 3

@@ -46,10 +46,11 @@ def write_outputs(
     with atomic_write(out / "assignments.csv", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["node", "cluster", "probability"])
+        names = graph.node_names  # an edge list's own names, else the indices
         for i, (c, p) in enumerate(
             zip(result.assignments, result.probabilities.max(-1), strict=True)
         ):
-            w.writerow([i, int(c), f"{p:.6f}"])
+            w.writerow([i if names is None else names[i], int(c), f"{p:.6f}"])
     with atomic_write(out / "history.csv", newline="") as fh:
         w = csv.writer(fh)
         keys = list(result.history)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-import textwrap
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
