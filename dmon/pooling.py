@@ -111,6 +111,8 @@ def pool(
             Gradients with respect to `adj` stay exact. Checked for free when eager
             (`check_symmetric`: row and column cluster volumes must agree). For a
             sparse `adj`, `SparseGraph(symmetric=True)` says the same.
+            A PyTorch Geometric `Data` or `Batch` is taken as its `SparseGraph`
+            (`SparseGraph.from_pyg`).
         backend: `"numpy"`, `"torch"`, `"tensorflow"` or `"jax"` to override the
             choice by input type; inputs are then converted to that framework.
 
@@ -128,6 +130,7 @@ def pool(
     """
     where = "dmon.pool"
     gamma = check_resolution(where, resolution)
+    adj = _from_graph_object(adj)
     ops, args = resolve(
         where,
         {"x": x, "adj": adj, "logits": logits, "mask": mask},
@@ -220,6 +223,14 @@ def _coarsen(ops: ArrayOps, adj: Array, s: Array) -> tuple[Array, Array, Array]:
     """
     s_t_a = ops.matmul(ops.transpose(s), adj)  # (B, C, N)
     return ops.matmul(s_t_a, s), ops.sum(s_t_a, axis=-1), ops.sum(s_t_a, axis=1)
+
+
+def _from_graph_object(adj: Any) -> Any:
+    """A PyTorch Geometric `Data`/`Batch` as `adj` (it has an `edge_index`) means its
+    sparse adjacency (`SparseGraph.from_pyg`); anything else is passed on as given."""
+    if isinstance(adj, SparseGraph) or getattr(adj, "edge_index", None) is None:
+        return adj
+    return SparseGraph.from_pyg(adj)
 
 
 def _n_valid(ops: ArrayOps, s: Array, mask: Array | None) -> Array | None:

@@ -93,6 +93,26 @@ class SparseGraph:
             self._cache.pop("weights", None)  # checked weights (dmon.sparse)
         object.__setattr__(self, name, value)
 
+    @classmethod
+    def from_pyg(cls, data: Any, symmetric: bool = False) -> SparseGraph:
+        """The adjacency of a PyTorch Geometric `Data` or `Batch` (or any object with
+        their fields): `edge_index`, `edge_weight` (or a one-column `edge_attr`) and, for
+        a batch, `batch` and `num_graphs`. `dmon.pool` takes such an object as `adj`
+        directly. Nothing of PyG is imported."""
+        weight = getattr(data, "edge_weight", None)
+        attr = getattr(data, "edge_attr", None)
+        if weight is None and attr is not None and (attr.ndim == 1 or attr.shape[-1] == 1):
+            weight = attr.reshape(-1)  # one value an edge: its weight
+        batch = getattr(data, "batch", None)
+        return cls(
+            data.edge_index,
+            weight,
+            batch=batch,
+            num_graphs=None if batch is None else getattr(data, "num_graphs", None),
+            num_nodes=getattr(data, "num_nodes", None),
+            symmetric=symmetric,
+        )
+
     def map_arrays(self, fn: Callable[[Any], Any]) -> SparseGraph:
         """A copy with `fn` applied to every array field."""
         return SparseGraph(

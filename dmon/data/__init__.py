@@ -4,14 +4,14 @@ never unpickled.
 
 - `graph`: `Graph`, its checks (`check_graph`) and `preprocess`;
 - `readers`: `load_npz`, `load_edgelist`, `load_features`, `load_labels`;
-- `builtin`: `from_networkx`, `from_scipy`, `karate_club`, `synthetic_sbm`.
+- `builtin`: `from_networkx`, `from_pyg`, `from_scipy`, `karate_club`, `synthetic_sbm`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dmon.data.builtin import from_networkx, from_scipy, karate_club, synthetic_sbm
+from dmon.data.builtin import from_networkx, from_pyg, from_scipy, karate_club, synthetic_sbm
 from dmon.data.graph import (
     IDENTITY_FEATURES_MAX_NODES,
     ISOLATED_SLACK,
@@ -35,6 +35,7 @@ __all__ = [
     "check_graph",
     "default_features",
     "from_networkx",
+    "from_pyg",
     "from_scipy",
     "karate_club",
     "load",

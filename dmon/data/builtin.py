@@ -48,6 +48,56 @@ def from_scipy(
     return finish(adjacency, features, labels, name, prep)
 
 
+def from_pyg(data: Any, name: str = "pyg", **prep: bool) -> Graph:
+    """A PyTorch Geometric `Data` (or any object with its fields): `edge_index` `(2, E)`,
+    optional `x` `(N, F)` features, `edge_weight` `(E,)` (or a one-column `edge_attr`)
+    weights, `y` `(N,)` node classes (a `y` of another length, such as a graph's label,
+    is not used), `num_nodes`. Nothing of PyG is imported; tensors are read to NumPy.
+
+    Raises:
+        TypeError: `data` has no `edge_index`.
+        GraphFormatError: fields that do not fit together (naming `name`).
+    """
+    edge_index = getattr(data, "edge_index", None)
+    if edge_index is None:
+        raise TypeError(
+            f"from_pyg: `data` must have an `edge_index` (a torch_geometric Data); got {type(data).__name__}"
+        )
+    ei = _numpy(edge_index)
+    if ei.ndim != 2 or ei.shape[0] != 2 or ei.dtype.kind not in "iu":
+        raise GraphFormatError(
+            f"{name}: edge_index must be (2, E) integers; got {ei.shape} {ei.dtype}"
+        )
+    x = None if getattr(data, "x", None) is None else _numpy(data.x)
+    n = getattr(data, "num_nodes", None)
+    n = int(n) if n is not None else (x.shape[0] if x is not None else int(ei.max(initial=-1)) + 1)
+    w = getattr(data, "edge_weight", None)
+    if w is None and getattr(data, "edge_attr", None) is not None:
+        attr = _numpy(data.edge_attr)
+        if attr.ndim == 1 or (attr.ndim == 2 and attr.shape[1] == 1):
+            w = attr.reshape(-1)  # one value an edge: its weight
+    weights = np.ones(ei.shape[1]) if w is None else _numpy(w).astype(np.float64).reshape(-1)
+    if weights.shape[0] != ei.shape[1]:
+        raise GraphFormatError(f"{name}: {weights.shape[0]} edge weights for {ei.shape[1]} edges")
+    if ei.size and (ei.min() < 0 or ei.max() >= n):
+        raise GraphFormatError(f"{name}: edge_index holds ids outside [0, {n})")
+    a = sparse.csr_matrix((weights, (ei[0], ei[1])), shape=(n, n))
+    y = getattr(data, "y", None)
+    labels = None
+    if y is not None:
+        y = _numpy(y).reshape(-1)
+        labels = y.astype(np.int64) if y.shape[0] == n and y.dtype.kind in "iu" else None
+    return finish(a, x, labels, name, prep)
+
+
+def _numpy(v: Any) -> np.ndarray:
+    """A tensor of any framework (on any device) or array, as NumPy."""
+    for method in ("detach", "cpu"):
+        if hasattr(v, method):
+            v = getattr(v, method)()
+    return np.asarray(v)
+
+
 def karate_club() -> Graph:
     """Zachary's karate club (34 nodes, 78 edges) from networkx, labelled by club."""
     import networkx as nx

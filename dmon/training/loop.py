@@ -17,7 +17,7 @@ import numpy as np
 from dmon import checkpoint as ckpt
 from dmon import memory, metrics
 from dmon.checks import check_argument
-from dmon.data import Graph, check_graph
+from dmon.data import Graph, check_graph, from_pyg
 from dmon.training.backend import BackendError, select_backend
 from dmon.training.engine import TRAINER, Engine, engine_class
 from dmon.training.interrupt import InterruptFlag
@@ -35,7 +35,7 @@ reads at each checkpoint, at Ctrl-C and at the end."""
 
 
 def cluster(
-    graph: Graph,
+    graph: Graph | Any,
     k: int = 16,
     *,
     backend: str | None = None,
@@ -67,7 +67,8 @@ def cluster(
     the full result.
 
     Args:
-        graph: a `dmon.data.Graph` (see `dmon.data.load`).
+        graph: a `dmon.data.Graph` (see `dmon.data.load`), or a PyTorch Geometric `Data`
+            (`dmon.data.from_pyg`: its `x`, `edge_index`, `edge_weight` and node `y`).
         k: number of clusters (2 ≤ k ≤ N).
         backend: `"jax"`, `"tensorflow"` or `"torch"` (default: Keras' configured one,
             else the first installed). Must be chosen before Keras is imported in this
@@ -123,9 +124,12 @@ def cluster(
     }
     for key, value in settings.items():
         check_argument("", key, value)
+    if not isinstance(graph, Graph) and getattr(graph, "edge_index", None) is not None:
+        graph = from_pyg(graph)  # a PyTorch Geometric Data
     if not isinstance(graph, Graph):
         raise TypeError(
-            f"graph must be a dmon.data.Graph (see dmon.data.load); got {type(graph).__name__}"
+            "graph must be a dmon.data.Graph (see dmon.data.load) or a torch_geometric Data; "
+            f"got {type(graph).__name__}"
         )
     check_graph(graph.name, graph.adjacency, graph.features, graph.labels)
     if k > graph.num_nodes:
