@@ -6,8 +6,6 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import torch
-
 from dmon.sparse_graph import Edges, remembered
 
 
@@ -138,34 +136,3 @@ def csr_times(torch: Any, matrix: Any, dense: Any) -> Any:
     if torch.is_grad_enabled() and (dense.requires_grad or matrix.requires_grad):
         return torch.addmm(out, matrix, dense, beta=0)
     return torch.addmm(out, matrix, dense, beta=0, out=out)
-
-
-class CsrSpmm(torch.autograd.Function):
-    """`A @ dense` with a CSR forward and a backward that stays sparse.
-
-    torch's own backward of a CSR product densifies (it asked for N² floats at N = 169k),
-    so the gradients are written out: `∂/∂dense = Aᵀ G` (the transpose built by a stable
-    sort on the columns, only when that gradient is needed) and
-    `∂/∂w_e = ⟨G[row_e], dense[col_e]⟩`.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, weight: Any, dense: Any, csr: Csr) -> Any:
-        ctx.csr = csr
-        ctx.save_for_backward(weight, dense)
-        return csr_times(torch, csr.matrix(torch, weight.detach()), dense)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Any) -> Any:
-        # unpacked for autograd's check that the weights were not changed in place:
-        # the transpose's weights come from csr.weight (kept for a constant matrix)
-        _weight, dense = ctx.saved_tensors
-        csr = ctx.csr
-        grad_weight = grad_dense = None
-        if ctx.needs_input_grad[0]:
-            i = csr.index
-            grad_weight = (grad.index_select(0, i.row) * dense.index_select(0, i.col)).sum(-1)
-        if ctx.needs_input_grad[1]:
-            index, values = csr.transposed(torch)
-            grad_dense = csr_times(torch, Csr(index, None).matrix(torch, values), grad)
-        return grad_weight, grad_dense, None

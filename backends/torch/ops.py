@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from dmon.backends.torch import csr
 
 from dmon.sparse_graph import Edges
@@ -17,7 +16,13 @@ class TorchOps:
     framework = "torch"
 
     def __init__(self) -> None:
-        self.torch = torch
+        import torch
+
+        # the autograd Functions, made when their module is imported: torch.compile
+        # cannot trace the making of a class, but it runs an import statement
+        from dmon.backends.torch import functions
+
+        self.torch, self.functions = torch, functions
 
     def is_array(self, x: object) -> bool:
         return isinstance(x, self.torch.Tensor)
@@ -89,11 +94,12 @@ class TorchOps:
     def where(self, cond: Any, a: Any, b: Any) -> Any:
         # a guard (one side a Python number) as one masked_fill, forward and backward,
         # where torch.where would first fill a 0-d tensor with the number, both ways
-        if isinstance(a, int | float) and isinstance(b, torch.Tensor) and _fills(cond, b):
+        tensor, bool_ = self.torch.Tensor, self.torch.bool
+        if isinstance(a, int | float) and isinstance(b, tensor) and _fills(cond, b, bool_):
             return b.masked_fill(cond, a)
-        if isinstance(b, int | float) and isinstance(a, torch.Tensor) and _fills(cond, a):
+        if isinstance(b, int | float) and isinstance(a, tensor) and _fills(cond, a, bool_):
             return a.masked_fill(cond.logical_not(), b)
-        return torch.where(cond, a, b)
+        return self.torch.where(cond, a, b)
 
     def norm(self, x: Any, axis: int | tuple[int, ...]) -> Any:
         return self.torch.linalg.vector_norm(x, dim=axis)
@@ -108,9 +114,9 @@ class TorchOps:
         return x.detach()
 
     def with_gradient(self, forward: Any, backward: Any, *args: Any) -> Any:
-        if not (torch.is_grad_enabled() and any(a.requires_grad for a in args)):
+        if not (self.torch.is_grad_enabled() and any(a.requires_grad for a in args)):
             return forward(*args)[0]  # nothing to differentiate: no autograd node
-        return WithGradient.apply(forward, backward, *args)
+        return self.functions.WithGradient.apply(forward, backward, *args)
 
     # --- sparse ----------------------------------------------------------------------
 
@@ -140,7 +146,7 @@ class TorchOps:
             return self.torch.zeros(
                 n, dense.shape[-1], dtype=dense.dtype, device=dense.device
             ).index_add(0, row, msgs)
-        return csr.CsrSpmm.apply(matrix.weight, dense, matrix)
+        return self.functions.CsrSpmm.apply(matrix.weight, dense, matrix)
 
     def segment_sum(self, values: Any, ids: Any, num_segments: int) -> Any:
         out = self.torch.zeros(
@@ -217,32 +223,11 @@ def _large_cpu_result(torch: Any, a: Any, b: Any) -> Any | None:
     return torch.from_numpy(numpy.empty(shape, dtype))
 
 
-def _fills(cond: Any, x: Any) -> bool:
+def _fills(cond: Any, x: Any, bool_: Any) -> bool:
     """Whether `masked_fill` of `x` under `cond` has `where`'s shape (`cond` does not
     broadcast `x` up). By hand: `torch.broadcast_shapes` costs more than the op."""
-    if cond.dtype != torch.bool or cond.dim() > x.dim():
+    if cond.dtype != bool_ or cond.dim() > x.dim():
         return False
     shape = x.shape
     offset = x.dim() - cond.dim()
     return all(c == 1 or c == shape[offset + i] for i, c in enumerate(cond.shape))
-
-
-class WithGradient(torch.autograd.Function):
-    """The `torch.autograd.Function` behind `TorchOps.with_gradient`: the forward and
-    backward rules travel as its first two (non-tensor) arguments. Defined with the
-    module, not on first use: `torch.compile` cannot trace the making of a class."""
-
-    @staticmethod
-    def forward(ctx: Any, forward: Any, backward: Any, *args: Any) -> Any:
-        out, residuals = forward(*args)
-        ctx.backward_rule = backward
-        ctx.save_for_backward(*residuals)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: Any) -> Any:
-        rule = ctx.backward_rule
-        saved = tuple(ctx.saved_tensors)
-        needs = tuple(ctx.needs_input_grad[2:])
-        grads = rule(saved, grad, needs)
-        return (None, None, *grads)

@@ -110,6 +110,8 @@ def test_info_and_parity() -> None:
 
 
 def test_without_out_a_second_run_gets_a_folder_of_its_own(tmp_path, monkeypatch) -> None:
+    keras = pytest.importorskip("keras")
+    pytest.importorskip(keras.backend.backend())
     monkeypatch.chdir(tmp_path)
     for _ in range(2):
         assert cli.main(["cluster", "karate", "--epochs", "3", "--quiet"]) == 0

@@ -115,6 +115,8 @@ def test_a_labels_file_that_does_not_fit_is_refused(tmp_path, content, pattern) 
 
 
 def test_the_command_scores_an_edge_list_against_its_labels(tmp_path) -> None:
+    keras = pytest.importorskip("keras")
+    pytest.importorskip(keras.backend.backend())
     import json
 
     from dmon import cli, metrics

@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "dmon.backends.array_api",
             "dmon.backends.*.ops",
             "dmon.backends.*.csr",
+            "dmon.backends.torch.functions",
             "dmon.backends.jax.pytree",
         ),
     ),
