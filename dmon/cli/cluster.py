@@ -40,7 +40,9 @@ def _progress(total: int) -> Any:
 
 def _earlier_run(folder: Path) -> list[str]:
     """The files of an earlier run in `folder`: its results or its checkpoint."""
-    return [n for n in ("metrics.json", "checkpoint.npz") if (folder / n).is_file()]
+    from dmon import checkpoint
+
+    return [n for n in ("metrics.json", checkpoint.FILENAME) if (folder / n).is_file()]
 
 
 def _run_folder(args: argparse.Namespace, name: str, distributed: bool) -> Path:

@@ -9,6 +9,7 @@ import numpy as np
 from scipy import sparse
 
 from dmon.data.graph import Graph, GraphFormatError, finish
+from dmon.sparse_graph import SparseGraph
 
 
 def from_networkx(
@@ -71,11 +72,7 @@ def from_pyg(data: Any, name: str = "pyg", **prep: bool) -> Graph:
     x = None if getattr(data, "x", None) is None else _numpy(data.x)
     n = getattr(data, "num_nodes", None)
     n = int(n) if n is not None else (x.shape[0] if x is not None else int(ei.max(initial=-1)) + 1)
-    w = getattr(data, "edge_weight", None)
-    if w is None and getattr(data, "edge_attr", None) is not None:
-        attr = _numpy(data.edge_attr)
-        if attr.ndim == 1 or (attr.ndim == 2 and attr.shape[1] == 1):
-            w = attr.reshape(-1)  # one value an edge: its weight
+    w = SparseGraph.from_pyg(data).edge_weight  # dmon.pool's reading of the weights
     weights = np.ones(ei.shape[1]) if w is None else _numpy(w).astype(np.float64).reshape(-1)
     if weights.shape[0] != ei.shape[1]:
         raise GraphFormatError(f"{name}: {weights.shape[0]} edge weights for {ei.shape[1]} edges")
