@@ -165,15 +165,22 @@ def parser() -> argparse.ArgumentParser:
         "--rtol",
         type=float,
         default=None,
-        help="relative tolerance (default 1e-4; 1e-9 in float64)",
+        help="judge elementwise with this relative tolerance (1e-4 if only --atol; 1e-9 in "
+        "float64) instead of against a float64 reference run",
     )
     par.add_argument(
         "--atol",
         type=float,
         default=None,
-        help="absolute tolerance (default 1e-5; 1e-12 in float64)",
+        help="judge elementwise with this absolute tolerance (1e-5 if only --rtol; 1e-12 in "
+        "float64)",
     )
-    par.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    par.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float32",
+        help="float64 rebuilds every layer in float64 and judges by tolerances",
+    )
     par.add_argument("--no-grads", action="store_true", help="compare outputs and losses only")
     par.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     par.add_argument(

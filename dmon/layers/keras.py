@@ -150,6 +150,9 @@ class DMoNPooling(keras.layers.Layer):
             A sparse `adj` says it with `SparseGraph(symmetric=True)`.
     """
 
+    loss_names = ("spectral_loss", "cluster_loss", "ortho_loss")
+    """What each of the three `add_loss` losses is, in order (named by `dmon parity`)."""
+
     def __init__(
         self,
         k: int,

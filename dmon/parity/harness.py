@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 
 from dmon.environment import TENSORFLOW_QUIET
 from dmon.parity.report import BACKENDS, TOLERANCES, ParityReport, ParityUsageError, compare
+from dmon.parity.verdict import reference_backend
 
 
 def compare_backends(
@@ -51,9 +53,13 @@ def compare_backends(
             else by order).
         backends: Keras backends to compare (default: every installed one of `jax`,
             `tensorflow`, `torch`).
-        rtol: relative tolerance: `|a − b| ≤ atol + rtol·|b|` passes (default from
+        rtol: relative tolerance: `|a − b| ≤ atol + rtol·|b|` passes. Without `rtol` and
+            `atol`, float32 results are judged against a float64 run of the same weights
+            and inputs (`dmon.parity.verdict`): what float32 rounding
+            explains passes, whatever its size. Given either (or with
+            `dtype="float64"`), every element is judged by the tolerances (defaults from
             `TOLERANCES` for the dtype).
-        atol: absolute tolerance (default from `TOLERANCES`).
+        atol: absolute tolerance (see `rtol`).
         grads: also compare the gradients of `Σ outputs + Σ losses` with respect to
             every trainable weight.
         dtype: `"float32"`, or `"float64"` to run every layer and input in float64.
@@ -71,11 +77,15 @@ def compare_backends(
     """
     if dtype not in TOLERANCES:
         raise ParityUsageError(f"dtype must be float32 or float64; got {dtype!r}")
+    judged = dtype == "float32" and rtol is None and atol is None
     rtol = TOLERANCES[dtype][0] if rtol is None else float(rtol)
     atol = TOLERANCES[dtype][1] if atol is None else float(atol)
     if not (rtol >= 0 and atol >= 0):
         raise ParityUsageError(f"rtol and atol must be >= 0; got {rtol}, {atol}")
     requested = list(BACKENDS if backends is None else backends)
+    twice = sorted({b for b in requested if requested.count(b) > 1})
+    if twice:
+        raise ParityUsageError(f"backend {twice[0]!r} given twice; each backend runs once")
     unknown = [b for b in requested if b not in BACKENDS]
     if unknown:
         raise ParityUsageError(f"unknown backend {unknown[0]!r}; choose from {', '.join(BACKENDS)}")
@@ -101,10 +111,11 @@ def compare_backends(
         work = Path(tmp)
         model_path = _model_file(model_or_path, work)
         inputs_path = _inputs_file(inputs, work)
+        reference = reference_backend(run) if judged else None
         results, seconds = _run_all(
-            run, model_path, inputs_path, work, dtype, grads, list(imports), timeout
+            run, model_path, inputs_path, work, dtype, grads, list(imports), timeout, reference
         )
-    return compare(run, skipped, results, seconds, rtol, atol, dtype)
+    return compare(run, skipped, results, seconds, rtol, atol, dtype, judged)
 
 
 def assert_backend_parity(*args: Any, **kwargs: Any) -> ParityReport:
@@ -123,6 +134,7 @@ def _model_file(model: Any, work: Path) -> Path:
             raise ParityUsageError(f"{path}: no such model file")
         if path.suffix != ".keras":
             raise ParityUsageError(f"{path}: expected a .keras model file")
+        _check_archive(path)
         return path
     if not hasattr(model, "save"):
         raise ParityUsageError(
@@ -131,6 +143,25 @@ def _model_file(model: Any, work: Path) -> Path:
     path = work / "model.keras"
     model.save(path)
     return path
+
+
+def _check_archive(path: Path) -> None:
+    """A `.keras` file is a zip archive: an empty, truncated or corrupted one is refused
+    here (each member's CRC is checked), not loaded as far as it goes."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        size = path.stat().st_size
+        raise ParityUsageError(
+            f"{path}: not a readable .keras archive ({size} bytes; {err})"
+        ) from None
+    with archive:
+        try:
+            bad = archive.testzip()
+        except Exception as err:  # a member that does not even decompress
+            bad = f"? ({type(err).__name__})"
+    if bad is not None:
+        raise ParityUsageError(f"{path}: member {bad!r} is corrupt (its CRC check fails)")
 
 
 def _layer_modules(model: Any) -> list[str]:
@@ -154,9 +185,16 @@ def _inputs_file(inputs: Any, work: Path) -> Path:
             raise ParityUsageError(f"{path}: no such inputs file")
         try:
             with np.load(path, allow_pickle=False) as z:
-                z.files  # noqa: B018 - opening proves it is an .npz
+                if not hasattr(z, "files"):
+                    raise ValueError("a single .npy array, not an .npz archive")
+                _check_arrays({k: z[k] for k in z.files}, f"{path}: ")
+        except ParityUsageError:
+            raise
         except Exception as err:
-            raise ParityUsageError(f"{path}: not a readable .npz of arrays ({err})") from None
+            message = str(err).split(". ")[0] if isinstance(err, ValueError) else str(err)
+            raise ParityUsageError(
+                f"{path}: not a readable .npz of numeric arrays ({message})"
+            ) from None
         return path
     if isinstance(inputs, dict):
         arrays = {str(k): np.asarray(_numpy(v)) for k, v in inputs.items()}
@@ -165,9 +203,19 @@ def _inputs_file(inputs: Any, work: Path) -> Path:
         seq = inputs if isinstance(inputs, list | tuple) else [inputs]
         arrays = {f"arg_{i}": np.asarray(_numpy(v)) for i, v in enumerate(seq)}
         names_given = False
+    _check_arrays(arrays, "")
     path = work / ("inputs_by_name.npz" if names_given else "inputs_by_order.npz")
     np.savez(path, **arrays)  # type: ignore[arg-type]
     return path
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
+    """Inputs are real numbers or booleans; complex, object or text arrays are refused."""
+    for name, a in arrays.items():
+        if a.dtype.kind not in "biuf":
+            raise ParityUsageError(
+                f"{where}input {name!r} has dtype {a.dtype}; expected float, int or bool"
+            )
 
 
 def _numpy(v: Any) -> Any:
@@ -187,6 +235,7 @@ def _run_all(
     grads: bool,
     imports: list[str],
     timeout: float,
+    reference: str | None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
     """Start one worker per backend (in parallel), wait for all, read their results."""
     env = {
@@ -213,6 +262,7 @@ def _run_all(
                 dtype,
                 "1" if grads else "0",
                 json.dumps(imports),
+                "1" if b == reference else "0",
             ]
             # stderr to a file: a chatty framework must not fill a pipe and block
             logs[b] = open(work / f"stderr_{b}.txt", "w+b")  # noqa: SIM115 - closed below
@@ -222,7 +272,7 @@ def _run_all(
                 env={
                     **env,
                     "KERAS_BACKEND": b,
-                    **({"JAX_ENABLE_X64": "1"} if dtype == "float64" else {}),
+                    **({"JAX_ENABLE_X64": "1"} if dtype == "float64" or b == reference else {}),
                 },
                 stdout=subprocess.DEVNULL,
                 stderr=logs[b],

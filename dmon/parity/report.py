@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from dmon.parity import verdict
+
 BACKENDS = ("jax", "tensorflow", "torch")
 TOLERANCES = {"float32": (1e-4, 1e-5), "float64": (1e-9, 1e-12)}
 """Default `(rtol, atol)` per dtype: `|a − b| ≤ atol + rtol·|b|` elementwise. float32
@@ -31,6 +33,12 @@ class Comparison:
     max_abs_diff: float
     max_rel_diff: float
     passed: bool
+    noise: float | None = None
+    """What float32 rounding explains, norm-wise and relative to the float64 reference:
+    the quietest backend's `‖q32 − q64‖ / ‖q64‖` (`dmon.parity.verdict`); None when
+    judged by tolerances."""
+    distance: float | None = None
+    """The farther of the two backends' `‖q32 − q64‖ / ‖q64‖`."""
 
 
 @dataclasses.dataclass
@@ -53,6 +61,13 @@ class ParityReport:
     rtol: float
     atol: float
     dtype: str
+    method: str = "tolerance"
+    """`"reference"`: float32 judged against a float64 run (`dmon.parity.verdict`);
+    `"tolerance"`: elementwise `rtol`/`atol`."""
+    reference: str | None = None
+    """The backend that ran the float64 reference."""
+    reference_error: str | None = None
+    """Why a float32 comparison fell back to tolerances (the float64 run failed)."""
 
     @property
     def agree(self) -> bool:
@@ -61,6 +76,12 @@ class ParityReport:
     @property
     def weights_identical(self) -> bool:
         return len(set(self.weights_sha256.values())) <= 1
+
+    @property
+    def float32_noise(self) -> float | None:
+        """The largest float32 noise of any quantity (relative, norm-wise)."""
+        values = [c.noise for c in self.comparisons if c.noise is not None and c.noise < np.inf]
+        return max(values) if values else None
 
     @property
     def max_abs_diff(self) -> float:
@@ -79,6 +100,10 @@ class ParityReport:
             "dtype": self.dtype,
             "rtol": self.rtol,
             "atol": self.atol,
+            "method": self.method,
+            "reference": self.reference,
+            "reference_error": self.reference_error,
+            "float32_noise": self.float32_noise,
             "seconds": self.seconds,
             "comparisons": [
                 {**dataclasses.asdict(c), "backends": list(c.backends)} for c in self.comparisons
@@ -86,15 +111,18 @@ class ParityReport:
         }
 
     def __str__(self) -> str:
-        rows = [("backends", "kind", "name", "max abs", "max rel", "")]
+        judged = self.method == "reference"
+        head = ("backends", "kind", "name", "max abs")
+        rows = [head + (("f32 noise", "off f64") if judged else ("max rel",)) + ("",)]
         for c in self.comparisons:
+            numbers = (_fmt(c.noise), _fmt(c.distance)) if judged else (f"{c.max_rel_diff:.1e}",)
             rows.append(
                 (
                     f"{c.backends[0]} vs {c.backends[1]}",
                     c.kind,
                     c.name,
                     f"{c.max_abs_diff:.1e}",
-                    f"{c.max_rel_diff:.1e}",
+                    *numbers,
                     "ok" if c.passed else "DIFFERS",
                 )
             )
@@ -117,12 +145,27 @@ class ParityReport:
                 f"first divergence: layer {d['layer']!r} ({d['class']}), {d['backends'][0]} vs "
                 f"{d['backends'][1]}, max abs diff {d['max_abs_diff']:.1e}"
             )
+        if judged:
+            lines.append(
+                f"float32 noise: up to {_fmt(self.float32_noise)} (norm-wise, relative to a "
+                f"float64 run on {self.reference}); a quantity differs where a backend is "
+                f"{verdict.MARGIN:g}x farther from it than the quietest"
+            )
+        elif self.reference_error:
+            lines.append(f"no float64 reference ({self.reference_error}): judged by tolerances")
         times = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
-        verdict = "agree" if self.agree else "DIFFER"
-        lines.append(
-            f"{' / '.join(self.backends)} {verdict} ({self.dtype}, rtol {self.rtol:g}, atol {self.atol:g}); {times}"
+        outcome = "agree" if self.agree else "DIFFER"
+        how = (
+            "float32 against float64"
+            if judged
+            else f"{self.dtype}, rtol {self.rtol:g}, atol {self.atol:g}"
         )
+        lines.append(f"{' / '.join(self.backends)} {outcome} ({how}); {times}")
         return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1e}"
 
 
 def diff(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> tuple[float, float, bool]:
@@ -147,52 +190,96 @@ def compare(
     rtol: float,
     atol: float,
     dtype: str,
+    reference: bool = False,
 ) -> ParityReport:
-    comparisons: list[Comparison] = []
-    first: tuple[int, dict[str, Any]] | None = None
+    """Every output, loss and gradient compared pair by pair, and the first layer whose
+    output differs. With `reference`, float32 results are judged against each worker's
+    float64 run (`dmon.parity.verdict`) where every worker made one."""
     ref = results[run[0]]["meta"]
-    for i, a in enumerate(run):
-        for b in run[i + 1 :]:
-            ra, rb = results[a], results[b]
-            for kind, key, names in (
-                ("output", "output", ref["outputs"]),
-                ("loss", "loss", [f"loss {j}" for j in range(ref["num_losses"])]),
-                ("gradient", "grad", ref["weights"] if ref["grads"] else []),
-            ):
-                for j, name in enumerate(names):
-                    x, y = ra["arrays"].get(f"{key}_{j}"), rb["arrays"].get(f"{key}_{j}")
-                    if x is None or y is None:
-                        comparisons.append(
-                            Comparison(kind, name, (a, b), float("inf"), float("inf"), False)
-                        )
-                        continue
-                    comparisons.append(Comparison(kind, name, (a, b), *diff(x, y, rtol, atol)))
-            # localise: the first layer (topological order) whose output differs
-            for k, layer in enumerate(ref["layers"]):
-                if first is not None and first[0] <= k:
-                    break
-                diffs = [
-                    diff(ra["arrays"][f"layer_{k}_{m}"], rb["arrays"][f"layer_{k}_{m}"], rtol, atol)
-                    for m in range(layer["outputs"])
-                    if f"layer_{k}_{m}" in ra["arrays"] and f"layer_{k}_{m}" in rb["arrays"]
-                ]
-                if any(not ok for _, _, ok in diffs):
-                    worst = max(d for d, _, _ in diffs)
-                    first = (
-                        k,
-                        {
-                            "layer": layer["name"],
-                            "class": layer["class"],
-                            "backends": [a, b],
-                            "max_abs_diff": worst,
-                        },
-                    )
-                    break
+    source = verdict.reference_backend(run) if reference else None
+    reference_error = results[source]["meta"].get("reference_error") if source else None
+    judged = source is not None and reference_error is None
+    quantities = [
+        (kind, name, f"{key}_{j}")
+        for kind, key, names in (
+            ("output", "output", ref["outputs"]),
+            ("loss", "loss", _loss_names(ref)),
+            ("gradient", "grad", ref["weights"] if ref["grads"] else []),
+        )
+        for j, name in enumerate(names)
+    ]
+    judge = _Judge(run, results, rtol, atol, source if judged else None)
+    comparisons = [c for kind, name, key in quantities for c in judge.pairs(kind, name, key)]
+    first: dict[str, Any] | None = None
+    for k, layer in enumerate(ref["layers"]):  # the first layer (topological order) to differ
+        keys = [f"layer_{k}_{m}" for m in range(layer["outputs"])]
+        bad = [c for key in keys for c in judge.pairs("layer", layer["name"], key, missing_ok=True)]
+        bad = [c for c in bad if not c.passed]
+        if bad:
+            worst = max(bad, key=lambda c: c.max_abs_diff)
+            first = {
+                "layer": layer["name"],
+                "class": layer["class"],
+                "backends": list(bad[0].backends),
+                "max_abs_diff": worst.max_abs_diff,
+            }
+            break
+    if first is None and not all(c.passed for c in comparisons):
+        first = _divergence_from_gradients(comparisons, ref)
     hashes = {b: results[b]["meta"]["weights_sha256"] for b in run}
-    divergence = first[1] if first is not None else None
-    if divergence is None and not all(c.passed for c in comparisons):
-        divergence = _divergence_from_gradients(comparisons, ref)
-    return ParityReport(run, skipped, comparisons, divergence, hashes, seconds, rtol, atol, dtype)
+    return ParityReport(
+        run, skipped, comparisons, first, hashes, seconds, rtol, atol, dtype,
+        method="reference" if judged else "tolerance", reference=source if judged else None,
+        reference_error=reference_error,
+    )  # fmt: skip
+
+
+def _loss_names(meta: dict[str, Any]) -> list[str]:
+    names = meta.get("loss_names") or []
+    count = meta["num_losses"]
+    return list(names) if len(names) == count else [f"loss {j}" for j in range(count)]
+
+
+class _Judge:
+    """Comparisons of one quantity between every pair of backends: against the float64
+    run of backend `source`, or by tolerances where there is none."""
+
+    def __init__(
+        self,
+        run: list[str],
+        results: dict[str, dict[str, Any]],
+        rtol: float,
+        atol: float,
+        source: str | None,
+    ) -> None:
+        self.run, self.results, self.rtol, self.atol, self.source = (
+            run, results, rtol, atol, source,
+        )  # fmt: skip
+
+    def pairs(self, kind: str, name: str, key: str, missing_ok: bool = False) -> list[Comparison]:
+        q32 = {b: self.results[b]["arrays"].get(key) for b in self.run}
+        if missing_ok and any(v is None for v in q32.values()):
+            return []
+        noise = None
+        if self.source is not None and all(v is not None for v in q32.values()):
+            q64 = self.results[self.source]["arrays"].get(f"ref_{key}")
+            noise = None if q64 is None else verdict.measure(q32, q64)
+        out = []
+        for i, a in enumerate(self.run):
+            for b in self.run[i + 1 :]:
+                x, y = q32[a], q32[b]
+                if x is None or y is None:
+                    out.append(Comparison(kind, name, (a, b), float("inf"), float("inf"), False))
+                    continue
+                abs_diff, rel_diff, ok = diff(x, y, self.rtol, self.atol)
+                if self.source is None:
+                    out.append(Comparison(kind, name, (a, b), abs_diff, rel_diff, ok))
+                    continue
+                passed, explained, farther = verdict.agree(a, b, noise)
+                out.append(
+                    Comparison(kind, name, (a, b), abs_diff, rel_diff, passed, explained, farther)
+                )
+        return out
 
 
 def _divergence_from_gradients(

@@ -1,11 +1,12 @@
 """The parity harness's worker: one Keras backend, in its own process
-(`python -m dmon.parity.worker MODEL INPUTS OUT DTYPE GRADS IMPORTS`, with
+(`python -m dmon.parity.worker MODEL INPUTS OUT DTYPE GRADS IMPORTS REFERENCE`, with
 `KERAS_BACKEND` set by the parent, `dmon.parity.harness`).
 
 It loads the `.keras` file in safe mode, hashes the loaded weights, runs the model on the
 inputs, takes the gradients of one scalar (the sum of every output and every `add_loss`
 loss) with respect to every trainable weight, records every layer's output, and writes
-it all to one `.npz`. Float32 products run in float32 (not TF32) on every framework.
+it all to one `.npz`. With REFERENCE it does it all again in float64 on the same weights
+and inputs (keys prefixed `ref_`), the reference `dmon.parity.verdict` judges by. Float32 products run in float32 (not TF32) on every framework.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,18 @@ from dmon.checkpoint import arrays_sha256
 from dmon.ops import backend_module
 from dmon.parity.report import ParityUsageError
 
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+"""Terminal colour codes, which some frameworks put in their error messages."""
+
 
 def _worker(
-    model_path: str, inputs_path: str, out_path: str, dtype: str, grads: bool, imports: list[str]
+    model_path: str,
+    inputs_path: str,
+    out_path: str,
+    dtype: str,
+    grads: bool,
+    imports: list[str],
+    reference: bool,
 ) -> None:
     for module in imports:
         try:
@@ -41,6 +52,13 @@ def _worker(
     try:
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
     except Exception as err:
+        missing = re.search(r"Could not locate (?:class|function) '([^']+)'", str(err))
+        if missing:
+            raise ParityUsageError(
+                f"{model_path}: cannot load in safe mode: class {missing.group(1)!r} is not "
+                "registered; --import the module that defines it "
+                "(with @keras.saving.register_keras_serializable)"
+            ) from None
         raise ParityUsageError(
             f"{model_path}: cannot load in safe mode ({type(err).__name__}: {' '.join(str(err).split())[:300]})"
         ) from None
@@ -49,34 +67,78 @@ def _worker(
     )
     if dtype == "float64":
         model = _as_float64(keras, model)
-    arrays = _match_inputs(keras, model, inputs_path, dtype)
-    outputs = _flatten(model(arrays, training=False))
-    losses = list(model.losses)
     result: dict[str, np.ndarray] = {}
-    for j, v in enumerate(outputs):
-        result[f"output_{j}"] = _to_numpy(keras, v)
-    for j, v in enumerate(losses):
-        result[f"loss_{j}"] = _to_numpy(keras, v)
-    layers = _layer_outputs(keras, model, arrays, result)
+    counts = _run(keras, model, inputs_path, dtype, grads, result, "")
+    meta: dict[str, Any] = {}
+    if reference:  # the same weights and inputs, widened exactly, run in float64
+        try:
+            _run(keras, _as_float64(keras, model), inputs_path, "float64", grads, result, "ref_")
+        except Exception as err:
+            meta["reference_error"] = " ".join(str(err).split())[:300]
+            for key in [k for k in result if k.startswith("ref_")]:
+                del result[key]
     trainable = list(model.trainable_variables)
-    if grads:
-        for j, g in enumerate(_gradients(keras, model, arrays, trainable)):
-            result[f"grad_{j}"] = g
     owners = _weight_owners(model)
-    meta = {
-        "outputs": _output_names(model, len(outputs)),
-        "num_losses": len(losses),
+    meta |= {
+        "outputs": _output_names(model, counts["outputs"]),
+        "num_losses": counts["losses"],
+        "loss_names": counts["loss_names"],
         "weights": [v.path for v in trainable],
         "weight_layers": [
             owners.get(id(v), {"name": v.path.split("/")[0], "class": "?"}) for v in trainable
         ],
         "grads": grads,
-        "layers": layers,
+        "layers": counts["layers"],
         "weights_sha256": weights_hash,
         "backend": keras.backend.backend(),
     }
     result["meta"] = np.asarray(json.dumps(meta))
     np.savez(out_path, **result)  # type: ignore[arg-type]
+
+
+def _run(
+    keras: Any,
+    model: Any,
+    inputs_path: str,
+    dtype: str,
+    grads: bool,
+    result: dict[str, np.ndarray],
+    prefix: str,
+) -> dict[str, Any]:
+    """Outputs, losses, layer outputs and gradients of one run into `result`, keys
+    prefixed with `prefix`."""
+    arrays = _match_inputs(keras, model, inputs_path, dtype)
+    outputs = _flatten(model(arrays, training=False))
+    losses = list(model.losses)
+    loss_names = _loss_names(model, len(losses))
+    for j, v in enumerate(outputs):
+        result[f"{prefix}output_{j}"] = _to_numpy(keras, v)
+    for j, v in enumerate(losses):
+        result[f"{prefix}loss_{j}"] = _to_numpy(keras, v)
+    layers = _layer_outputs(keras, model, arrays, result, prefix)
+    if grads:
+        trainable = list(model.trainable_variables)
+        for j, g in enumerate(_gradients(keras, model, arrays, trainable)):
+            result[f"{prefix}grad_{j}"] = g
+    return {
+        "outputs": len(outputs),
+        "losses": len(losses),
+        "loss_names": loss_names,
+        "layers": layers,
+    }
+
+
+def _loss_names(model: Any, count: int) -> list[str]:
+    """`<layer>/<loss>` for each `add_loss` loss, where the layers' own counts add up
+    (a layer may name its losses in a `loss_names` attribute)."""
+    names = []
+    for layer in getattr(model, "layers", []):
+        own = len(layer.losses)
+        given = list(getattr(layer, "loss_names", ()))
+        names += [
+            f"{layer.name}/{given[i] if len(given) == own else f'loss {i}'}" for i in range(own)
+        ]
+    return names if len(names) == count else [f"loss {j}" for j in range(count)]
 
 
 def _as_float64(keras: Any, model: Any) -> Any:
@@ -130,6 +192,11 @@ def _match_inputs(keras: Any, model: Any, inputs_path: str, dtype: str) -> list[
         raise ParityUsageError(
             f"inputs by name must name every model input: missing {missing}, got {sorted(given)}"
         )
+    batch = {name: a.shape[0] for name, t, a in zip(names, model.inputs, ordered, strict=True)
+             if a.ndim and t.shape and t.shape[0] is None}  # fmt: skip
+    if len(set(batch.values())) > 1:
+        sizes = ", ".join(f"{n} {b}" for n, b in batch.items())
+        raise ParityUsageError(f"the inputs' batch sizes differ ({sizes}); give one batch")
     out = []
     for name, t, a in zip(names, model.inputs, ordered, strict=True):
         want = tuple(t.shape)
@@ -165,7 +232,7 @@ def _output_names(model: Any, count: int) -> list[str]:
 
 
 def _layer_outputs(
-    keras: Any, model: Any, arrays: list[Any], result: dict[str, np.ndarray]
+    keras: Any, model: Any, arrays: list[Any], result: dict[str, np.ndarray], prefix: str
 ) -> list[dict[str, Any]]:
     """Every layer's output, in the model's topological order, for localising a
     divergence (functional models; layers called more than once are left out)."""
@@ -189,7 +256,7 @@ def _layer_outputs(
     it = iter(values)
     for k, layer in enumerate(layers):
         for m in range(layer["outputs"]):
-            result[f"layer_{k}_{m}"] = _to_numpy(keras, next(it))
+            result[f"{prefix}layer_{k}_{m}"] = _to_numpy(keras, next(it))
     return layers
 
 
@@ -217,17 +284,15 @@ def _gradients(keras: Any, model: Any, arrays: list[Any], trainable: list[Any]) 
 
 
 def _main(argv: list[str]) -> int:
-    model, inputs, out, dtype, grads, imports = argv
+    model, inputs, out, dtype, grads, imports, reference = argv
     try:
-        _worker(model, inputs, out, dtype, grads == "1", json.loads(imports))
+        _worker(model, inputs, out, dtype, grads == "1", json.loads(imports), reference == "1")
     except ParityUsageError as err:
         print(f"dmon.parity: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except Exception as err:
-        print(
-            f"dmon.parity: {type(err).__name__}: {' '.join(str(err).split())[:500]}",
-            file=sys.stderr,
-        )
+        text = ANSI.sub("", " ".join(str(err).split()))[:500]
+        print(f"dmon.parity: {type(err).__name__}: {text}", file=sys.stderr)
         return 3
     return 0
 

@@ -220,6 +220,19 @@ def test_missing_backend_is_skipped_or_an_error(monkeypatch) -> None:
         parity.compare_backends(_model(), [x, a], backends=[missing, INSTALLED[1]])
 
 
+def _custom_model():
+    """A model with a layer class registered here only: the workers cannot know it."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="unregistered")
+    class Unknown(keras.layers.Layer):
+        def call(self, x):
+            return x
+
+    x_in, a_in = keras.Input((8, 4), name="x"), keras.Input((8, 8), name="adj")
+    return keras.Model([x_in, a_in], Unknown()(x_in))
+
+
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     x, a = _inputs()
     np.savez(tmp_path / "in.npz", x=x, adj=a)
@@ -227,6 +240,13 @@ def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     model_path = tmp_path / "m.keras"
     _model().save(model_path)
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    (tmp_path / "empty.keras").write_bytes(b"")
+    _custom_model().save(tmp_path / "custom.keras")
+    data = bytearray(model_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the weights member's data
+    (tmp_path / "corrupt.keras").write_bytes(bytes(data))
+    np.savez(tmp_path / "complex.npz", x=x.astype(np.complex64), adj=a)
+    np.savez(tmp_path / "batches.npz", x=x, adj=a[:2])
     cases = [
         (
             [str(tmp_path / "none.keras"), "--inputs", str(tmp_path / "in.npz")],
@@ -246,11 +266,35 @@ def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
                 "--backends",
                 "jax,torch",
             ],
-            "cannot load in safe mode",
+            "broken.keras: not a readable .keras archive (9 bytes",
+        ),
+        (
+            [str(tmp_path / "custom.keras"), "--inputs", str(tmp_path / "in.npz")],
+            "cannot load in safe mode: class 'Unknown' is not registered; --import",
         ),
         (
             [str(model_path), "--inputs", str(tmp_path / "three.npz"), "--backends", "jax,torch"],
             "inputs by name must name every model input",
+        ),
+        (
+            [str(tmp_path / "empty.keras"), "--inputs", str(tmp_path / "in.npz")],
+            "empty.keras: not a readable .keras archive (0 bytes",
+        ),
+        (
+            [str(tmp_path / "corrupt.keras"), "--inputs", str(tmp_path / "in.npz")],
+            "corrupt.keras: member",
+        ),
+        (
+            [str(model_path), "--inputs", str(tmp_path / "complex.npz")],
+            "complex.npz: input 'x' has dtype complex64; expected float, int or bool",
+        ),
+        (
+            [str(model_path), "--inputs", str(tmp_path / "in.npz"), "--backends", "jax,jax"],
+            "backend 'jax' given twice",
+        ),
+        (
+            [str(model_path), "--inputs", str(tmp_path / "batches.npz"), "--backends", "jax,torch"],
+            "the inputs' batch sizes differ (x 3, adj 2)",
         ),
     ]
     for argv, message in cases:
