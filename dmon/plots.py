@@ -39,22 +39,44 @@ def cluster_colors(k: int) -> list[tuple[float, float, float]]:
     return colours
 
 
-def loss_curves(history: dict[str, list[float]], path: Path) -> None:
-    """Total, spectral and collapse loss per epoch."""
+LOSS_PANELS = (
+    ("loss", "total (weighted)"),
+    ("spectral_loss", "spectral"),
+    ("cluster_loss", "cluster"),
+)
+"""The history's losses, each in a panel of its own: on one axis the total hid under
+the spectral loss, which it follows within the small cluster loss."""
+
+
+def loss_curves(history: dict[str, list[float]], path: Path, title: str = "DMoN training") -> None:
+    """The total, spectral and cluster loss per epoch, one panel each, sharing the epochs."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for key, label in (
-        ("loss", "total (weighted)"),
-        ("spectral_loss", "spectral"),
-        ("cluster_loss", "collapse"),
-    ):
-        if history.get(key):
-            ax.plot(np.arange(1, len(history[key]) + 1), history[key], label=label)
-    ax.set(xlabel="epoch", ylabel="loss", title="DMoN training")
-    ax.legend()
+    panels = [(key, label) for key, label in LOSS_PANELS if history.get(key)]
+    fig, axes = plt.subplots(
+        max(len(panels), 1), 1, figsize=(6.5, 1.2 + 1.6 * max(len(panels), 1)), sharex=True,
+        squeeze=False,
+    )  # fmt: skip
+    palette = ("k", "tab:blue", "tab:orange")
+    for ax, (key, label), colour in zip(axes[:, 0], panels, palette, strict=False):
+        values = history[key]
+        ax.plot(np.arange(1, len(values) + 1), values, color=colour, lw=1.2)
+        ax.set_ylabel(label)
+        ax.annotate(
+            f"{values[-1]:+.4f}", (1.0, 1.0), xycoords="axes fraction", ha="right", va="bottom",
+            fontsize=8,
+        )  # fmt: skip
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("epoch")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def run_title(graph_name: str, k: int, backend: str, modularity: float | None) -> str:
+    """`<graph>: k = 16, jax, modularity 0.712`: what a figure of a run shows."""
+    quality = "" if modularity is None else f", modularity {modularity:.3f}"
+    return f"{graph_name}: k = {k}, {backend}{quality}"
 
 
 def spectral_layout(adjacency: Any, seed: int = 0) -> np.ndarray:
@@ -81,12 +103,19 @@ def spectral_layout(adjacency: Any, seed: int = 0) -> np.ndarray:
     return pos + 0.03 * rng.normal(size=pos.shape)
 
 
-def clusters(graph: Graph, assignments: np.ndarray, probabilities: np.ndarray, path: Path) -> str:
+def clusters(
+    graph: Graph,
+    assignments: np.ndarray,
+    probabilities: np.ndarray,
+    path: Path,
+    title: str | None = None,
+) -> str:
     """The graph coloured by cluster (small graphs), or the coarsened cluster graph with
     node size = cluster size (large ones). Returns which one was drawn."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 6.5))
     palette = cluster_colors(probabilities.shape[1])
+    title = graph.name if title is None else title
     if graph.num_nodes <= DRAW_GRAPH_MAX_NODES:
         pos = spectral_layout(graph.adjacency)
         coo = graph.adjacency.tocoo()
@@ -104,7 +133,7 @@ def clusters(graph: Graph, assignments: np.ndarray, probabilities: np.ndarray, p
             linewidths=0.3,
             zorder=2,
         )
-        ax.set_title(f"{graph.name}: {graph.num_nodes} nodes coloured by DMoN cluster")
+        ax.set_title(f"{title}\n{graph.num_nodes} nodes coloured by cluster", fontsize=9)
         kind = "graph"
     else:
         p = np.eye(probabilities.shape[1])[assignments]
@@ -120,19 +149,31 @@ def clusters(graph: Graph, assignments: np.ndarray, probabilities: np.ndarray, p
             for j in range(i + 1, len(used)):
                 if top[i, j] > 0:
                     ax.plot(*pos[[i, j]].T, color="0.6", lw=4 * top[i, j] / wmax, zorder=1)
+        # circle area follows cluster size; the largest circle's diameter is at most the
+        # gap between neighbours on the ring: nothing overlaps or leaves the figure
+        gap = 2 * np.sin(np.pi / max(len(used), 2))
+        points = 6.5 * 72 * 0.8 / 2.7  # points per data unit of this figure's axes
+        diameter = min(0.9 * gap, 0.6) * np.sqrt(sizes[used] / sizes.max())  # data units
         ax.scatter(
-            pos[:, 0],
-            pos[:, 1],
-            s=3000 * sizes[used] / sizes.max(),
-            c=[palette[c] for c in used],
-            edgecolors="k",
-            zorder=2,
-        )
+            pos[:, 0], pos[:, 1], s=(diameter * points) ** 2, c=[palette[c] for c in used],
+            edgecolors="k", zorder=2,
+        )  # fmt: skip
+        font = 8 if len(used) <= 24 else 6
         for i, c in enumerate(used):
-            ax.annotate(str(int(sizes[c])), pos[i], ha="center", va="center", fontsize=8, zorder=3)
+            ax.annotate(
+                f"{c}",
+                (1 + diameter[i] / 2 + 0.07) * pos[i],
+                ha="center",
+                va="center",
+                fontsize=font,
+                zorder=3,
+            )  # the id outside its circle: readable on any colour and size
+        ax.set_xlim(-1.35, 1.35)
+        ax.set_ylim(-1.35, 1.35)
         ax.set_title(
-            f"{graph.name}: cluster graph A' (node size = cluster size, edge width = weight)"
-        )
+            f"{title}\ncluster graph: circle area = cluster size, edge width = weight, "
+            "labels = cluster ids", fontsize=9,
+        )  # fmt: skip
         kind = "cluster graph"
     ax.set_axis_off()
     ax.set_aspect("equal")

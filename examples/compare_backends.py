@@ -7,7 +7,13 @@ The graph: three planted communities of 8 nodes (seeded), features that carry th
 community plus noise, and assignment logits from a fixed random projection of them.
 """
 
+import argparse
+
 from dmon.parity.pool_table import report
 
 if __name__ == "__main__":
-    print(report())
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--reps", type=int, default=20, help="timed repetitions (default 20)")
+    print(report(parser.parse_args().reps))

@@ -10,6 +10,7 @@ divergence starts. Run from the repository root:
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -35,6 +36,9 @@ def build(extra: keras.layers.Layer | None = None) -> keras.Model:
 
 
 def main() -> None:
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 8, 4)).astype("float32")
     a = (rng.random((3, 8, 8)) < 0.4).astype("float32")

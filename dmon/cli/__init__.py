@@ -27,16 +27,41 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+EXAMPLES = """examples:
+  dmon cluster                                   the built-in graph, in seconds
+  dmon cluster cora.npz -k 16 --backend jax      a gnn-benchmark .npz
+  dmon cluster edges.csv -k 8 --labels labels.csv  your edge list, scored against labels
+  dmon cluster cora.npz -k 16 --out runs/cora --resume   continue an interrupted run
+  dmon parity model.keras --inputs in.npz        your Keras model on every backend
+  dmon info                                      versions and installed backends
+"""
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Examples as written (argparse would reflow them)."""
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="dmon",
         description="DMoN graph pooling and clustering on PyTorch, TensorFlow, JAX and NumPy.",
+        epilog=EXAMPLES,
+        formatter_class=_Help,
     )
     p.add_argument("--version", action="version", version=f"dmon {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser(
-        "cluster", help="train DMoN on a graph and write clusters, metrics and figures"
+        "cluster",
+        help="train DMoN on a graph and write clusters, metrics and figures",
+        description="Train DMoN on a graph; write assignments.csv, metrics.json, "
+        "history.csv, loss.png and clusters.png to the output folder.",
+        epilog="\n".join(
+            line
+            for line in EXAMPLES.splitlines()
+            if "cluster" in line or line.startswith("examples")
+        ),
+        formatter_class=_Help,
     )
     c.add_argument(
         "graph",
@@ -74,7 +99,9 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="training epochs (default 1000; 300 for the built-in graphs)",
     )
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument(
+        "--seed", type=int, default=0, help="seed of the weights and dropout (default 0)"
+    )
     c.add_argument(
         "--out",
         default=None,
@@ -84,7 +111,12 @@ def parser() -> argparse.ArgumentParser:
         "--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3, the paper's)"
     )
     c.add_argument("--dropout", type=float, default=0.5, help="dropout on the logits (default 0.5)")
-    c.add_argument("--collapse-regularization", type=float, default=1.0)
+    c.add_argument(
+        "--collapse-regularization",
+        type=float,
+        default=1.0,
+        help="weight of the cluster loss (default 1, the paper's)",
+    )
     c.add_argument("--hidden", type=int, default=64, help="GCN units (default 64)")
     c.add_argument(
         "--resolution",
@@ -93,9 +125,19 @@ def parser() -> argparse.ArgumentParser:
         help="modularity resolution γ of the spectral loss (default 1; 0.5 as google-research)",
     )
     c.add_argument("--directed", action="store_true", help="do not symmetrise the adjacency")
-    c.add_argument("--keep-self-loops", action="store_true")
+    c.add_argument(
+        "--keep-self-loops", action="store_true", help="keep the graph's self-loops (dropped)"
+    )
     c.add_argument("--raw-features", action="store_true", help="do not binarise features")
     c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    c.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads for the framework (default: its own, one per core). On a machine "
+        "busy with other work, try 1: a full pool can run many times slower there",
+    )
     c.add_argument(
         "--checkpoint-every",
         type=int,

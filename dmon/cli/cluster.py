@@ -18,19 +18,32 @@ from dmon.version import __version__
 
 
 def _progress(total: int) -> Any:
-    """A text progress bar with the current losses, on stderr."""
+    """A text progress bar with the current losses, on stderr. Says first that the first
+    epoch sets up and compiles the step (seconds of silence otherwise), then how long
+    that took."""
     tty = sys.stderr.isatty()
     start = time.perf_counter()
     step = max(1, total // 20)
+    compiled = False
+    print(
+        "preparing the training step (JAX and TensorFlow compile it in the first epoch) ...",
+        file=sys.stderr,
+        flush=True,
+    )
 
     def update(epoch: int, logs: dict[str, float]) -> None:
+        nonlocal compiled
+        if not compiled:
+            compiled = True
+            seconds = time.perf_counter() - start
+            print(f"ready after {seconds:.1f} s (epoch {epoch})", file=sys.stderr, flush=True)
         if not tty and epoch % step and epoch != total:
             return
         done = int(30 * epoch / total)
         line = (
             f"epoch {epoch:>{len(str(total))}}/{total} [{'#' * done}{'.' * (30 - done)}] "
             f"loss {logs['loss']:+.4f} spectral {logs['spectral_loss']:+.4f} "
-            f"collapse {logs['cluster_loss']:.4f} {time.perf_counter() - start:6.1f}s"
+            f"cluster {logs['cluster_loss']:.4f} {time.perf_counter() - start:6.1f}s"
         )
         sys.stderr.write(("\r" if tty else "") + line + ("" if tty and epoch != total else "\n"))
         sys.stderr.flush()
@@ -111,6 +124,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     from dmon import checkpoint, data, files, training
     from dmon.training.engine import engine_class, finish
 
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be an int >= 1; got {args.threads}")
     for option, setting, attr in _SETTINGS:  # every argument before any work
         try:
             check_argument("", setting, getattr(args, attr))
@@ -160,6 +175,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         backend = training.backend.select_backend(args.backend)
     except training.BackendError as err:
         raise UsageError(str(err)) from None
+    if args.threads is not None:
+        training.backend.limit_threads(backend, args.threads)
     kind = engine_class(backend)
     kind.configure(launch)
     distributed = (
@@ -257,13 +274,15 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         ]
     sizes = sorted((s for s in m["cluster_sizes"] if s), reverse=True)
     trained = result.epochs_completed - (result.resumed_from or 0)
+    speed = (
+        f"first epoch {result.first_epoch_seconds:.1f} s, then {result.ms_per_epoch:.2f} ms/epoch"
+        if trained > 1
+        else f"{result.ms_per_epoch:.2f} ms/epoch"
+    )
     rows += [
         ("clusters used", f"{m['num_clusters_used']} of {args.clusters}"),
         ("cluster sizes", " ".join(map(str, sizes[:20])) + (" ..." if len(sizes) > 20 else "")),
-        (
-            "training time",
-            f"{result.seconds:.1f} s ({1e3 * result.seconds / max(trained, 1):.2f} ms/epoch)",
-        ),
+        ("training time", f"{result.seconds:.1f} s: {speed}"),
     ]
     if result.resumed_from is not None:
         rows.append(("resumed", f"from epoch {result.resumed_from}"))

@@ -130,7 +130,10 @@ class DMoNPooling(keras.layers.Layer):
     The defaults (1, 1, 0) are the paper's own training setup (google-research
     `train.py`: collapse regularisation 1.0, no orthogonality term). The unweighted losses
     are logged as the layer's Keras metrics `<name>_spectral_loss`, `<name>_cluster_loss`
-    and `<name>_ortho_loss` (they appear in `fit`'s logs).
+    and `<name>_ortho_loss` (they appear in `fit`'s logs). They are kept in three
+    non-trainable scalar weights (`layer.last_losses`), so `get_weights()` lists them
+    before the MLP's kernels and biases; they carry no learned state. The default name is
+    `dmon_pooling` (`dmon_pooling_1`, ... for more).
 
     Args:
         k: number of clusters, at least 2.
@@ -168,6 +171,7 @@ class DMoNPooling(keras.layers.Layer):
         symmetric: bool = False,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("name", _default_name("dmon_pooling"))
         super().__init__(**kwargs)
         self.resolution = check_resolution("DMoNPooling", resolution)
         self.symmetric = bool(symmetric)
@@ -350,6 +354,13 @@ class DMoNPooling(keras.layers.Layer):
                 lin.weight.copy_(torch.from_numpy(np.array(K.convert_to_numpy(dense.kernel)).T))
                 lin.bias.copy_(torch.from_numpy(np.array(K.convert_to_numpy(dense.bias))))
         return module
+
+
+def _default_name(prefix: str) -> str:
+    """Keras' naming (`prefix`, then `prefix_1`, ...), with a readable prefix: Keras
+    would derive `d_mo_n_pooling` from the class name."""
+    uid = keras.backend.get_uid(prefix)
+    return prefix if uid == 1 else f"{prefix}_{uid - 1}"
 
 
 def _to_numpy(t: Any) -> np.ndarray:

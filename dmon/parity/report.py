@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from dmon.parity import verdict
+from dmon.parity.verdict import MARGIN, agree, measure, reference_backend
 
 BACKENDS = ("jax", "tensorflow", "torch")
 TOLERANCES = {"float32": (1e-4, 1e-5), "float64": (1e-9, 1e-12)}
@@ -149,7 +149,7 @@ class ParityReport:
             lines.append(
                 f"float32 noise: up to {_fmt(self.float32_noise)} (norm-wise, relative to a "
                 f"float64 run on {self.reference}); a quantity differs where a backend is "
-                f"{verdict.MARGIN:g}x farther from it than the quietest"
+                f"{MARGIN:g}x farther from it than the quietest"
             )
         elif self.reference_error:
             lines.append(f"no float64 reference ({self.reference_error}): judged by tolerances")
@@ -196,7 +196,7 @@ def compare(
     output differs. With `reference`, float32 results are judged against each worker's
     float64 run (`dmon.parity.verdict`) where every worker made one."""
     ref = results[run[0]]["meta"]
-    source = verdict.reference_backend(run) if reference else None
+    source = reference_backend(run) if reference else None
     reference_error = results[source]["meta"].get("reference_error") if source else None
     judged = source is not None and reference_error is None
     quantities = [
@@ -262,8 +262,10 @@ class _Judge:
             return []
         noise = None
         if self.source is not None and all(v is not None for v in q32.values()):
-            q64 = self.results[self.source]["arrays"].get(f"ref_{key}")
-            noise = None if q64 is None else verdict.measure(q32, q64)
+            arrays = self.results[self.source]["arrays"]
+            q64, moved = arrays.get(f"ref_{key}"), arrays.get(f"nudged_{key}")
+            nudged = None if moved is None else (self.source, moved)
+            noise = None if q64 is None else measure(q32, q64, nudged)
         out = []
         for i, a in enumerate(self.run):
             for b in self.run[i + 1 :]:
@@ -275,7 +277,7 @@ class _Judge:
                 if self.source is None:
                     out.append(Comparison(kind, name, (a, b), abs_diff, rel_diff, ok))
                     continue
-                passed, explained, farther = verdict.agree(a, b, noise)
+                passed, explained, farther = agree(a, b, noise)
                 out.append(
                     Comparison(kind, name, (a, b), abs_diff, rel_diff, passed, explained, farther)
                 )

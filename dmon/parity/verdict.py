@@ -10,8 +10,12 @@ norm-wise:
 - backend `b` is `n_b = ‖q32_b − q64‖` away from the reference. For the reference's own
   backend that is its float32 rounding noise, measured rather than guessed; for another
   backend it is its rounding noise plus whatever it computes differently;
-- what float32 rounding explains is the quietest backend's distance (at least half a
-  float32 unit of `‖q64‖`, for a quantity that one backend happens to round exactly);
+- what float32 rounding explains is the quietest backend's distance, or, if larger, how
+  far `q` moves in float32 on the reference's backend when every non-zero input and
+  weight moves one unit in the last place (the uncertainty float32 storage alone
+  implies; where terms cancel, it is the terms' rounding, not the result's, that
+  counts: a backend may round a small loss exactly by luck where another is a few of the
+  terms' units off);
 - backends `a` and `b` agree on `q` when both are within `MARGIN` times that.
 
 `MARGIN` is 100. Summation orders differ in their rounding by small factors: on a
@@ -49,11 +53,15 @@ class Noise:
     """`‖q64‖`."""
     distance: dict[str, float]
     """`‖q32_b − q64‖` per backend."""
+    nudged: float = 0.0
+    """`‖q32' − q32‖` on the reference's backend, `q32'` from inputs and weights one
+    unit off."""
 
     @property
     def explained(self) -> float:
-        """What float32 rounding explains: the quietest backend's distance."""
-        return max(min(self.distance.values()), 0.5 * U32 * self.scale)
+        """What float32 rounding explains: the quietest backend's distance, or how far
+        one unit of rounding in the inputs and weights carries, whichever is larger."""
+        return max(min(self.distance.values()), self.nudged, 0.5 * U32 * self.scale)
 
     def relative(self, value: float) -> float:
         return value / self.scale if self.scale > 0 else (0.0 if value == 0 else float("inf"))
@@ -75,9 +83,14 @@ def _norm(x: np.ndarray) -> float:
     return float(np.linalg.norm(x.ravel())) if x.size else 0.0
 
 
-def measure(q32: dict[str, np.ndarray], q64: np.ndarray) -> Noise | None:
-    """Every backend's distance from the reference; None where a shape or the place of
-    a NaN or Inf differs from it (then no backend agrees with it)."""
+def measure(
+    q32: dict[str, np.ndarray],
+    q64: np.ndarray,
+    nudged: tuple[str, np.ndarray] | None = None,
+) -> Noise | None:
+    """Every backend's distance from the reference, and `nudged`'s (a backend and its
+    float32 result from nudged inputs) from that backend's; None where a shape or the
+    place of a NaN or Inf differs from the reference (then no backend agrees with it)."""
     ref = q64.astype(np.float64)
     distance = {}
     for b, value in q32.items():
@@ -85,7 +98,12 @@ def measure(q32: dict[str, np.ndarray], q64: np.ndarray) -> Noise | None:
         if value.shape != ref.shape or not _same_non_finite(value, ref):
             return None
         distance[b] = _norm(value - ref)
-    return Noise(scale=_norm(ref), distance=distance)
+    moved = 0.0
+    if nudged is not None and nudged[1].shape == ref.shape:
+        other = nudged[1].astype(np.float64)
+        if _same_non_finite(other, ref):
+            moved = _norm(other - q32[nudged[0]].astype(np.float64))
+    return Noise(scale=_norm(ref), distance=distance, nudged=moved)
 
 
 def agree(a: str, b: str, noise: Noise | None) -> tuple[bool, float, float]:

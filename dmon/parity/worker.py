@@ -72,10 +72,15 @@ def _worker(
     meta: dict[str, Any] = {}
     if reference:  # the same weights and inputs, widened exactly, run in float64
         try:
-            _run(keras, _as_float64(keras, model), inputs_path, "float64", grads, result, "ref_")
+            _run(keras, _as_float64(keras, model), inputs_path, dtype, grads, result, "ref_", 64)
+            # and in float32 with every non-zero input and weight one unit off: how far
+            # float32 carries its inputs' own rounding (dmon.parity.verdict)
+            rng = np.random.default_rng(0)
+            model.set_weights([_nudge(w, rng) for w in model.get_weights()])
+            _run(keras, model, inputs_path, dtype, grads, result, "nudged_", rng=rng)
         except Exception as err:
             meta["reference_error"] = " ".join(str(err).split())[:300]
-            for key in [k for k in result if k.startswith("ref_")]:
+            for key in [k for k in result if k.startswith(("ref_", "nudged_"))]:
                 del result[key]
     trainable = list(model.trainable_variables)
     owners = _weight_owners(model)
@@ -104,10 +109,15 @@ def _run(
     grads: bool,
     result: dict[str, np.ndarray],
     prefix: str,
+    bits: int = 0,
+    rng: np.random.Generator | None = None,
 ) -> dict[str, Any]:
     """Outputs, losses, layer outputs and gradients of one run into `result`, keys
-    prefixed with `prefix`."""
-    arrays = _match_inputs(keras, model, inputs_path, dtype)
+    prefixed with `prefix`; floating inputs in `float<bits>` if given, else `dtype`, and
+    nudged by `rng` if given."""
+    arrays = _match_inputs(keras, model, inputs_path, f"float{bits}" if bits else dtype)
+    if rng is not None:
+        arrays = [_nudge(a, rng) for a in arrays]
     outputs = _flatten(model(arrays, training=False))
     losses = list(model.losses)
     loss_names = _loss_names(model, len(losses))
@@ -126,6 +136,15 @@ def _run(
         "loss_names": loss_names,
         "layers": layers,
     }
+
+
+def _nudge(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Every non-zero float entry one unit in the last place up or down (zeros stay: a
+    graph keeps its edges)."""
+    if not np.issubdtype(a.dtype, np.floating):
+        return a
+    away = np.where(rng.random(a.shape) < 0.5, np.inf, -np.inf).astype(a.dtype)
+    return np.where(a != 0, np.nextafter(a, away), a).astype(a.dtype)
 
 
 def _loss_names(model: Any, count: int) -> list[str]:

@@ -7,6 +7,7 @@ import os
 import sys
 
 from dmon.environment import quiet_tensorflow
+from dmon.ops import backend_module
 
 KERAS_BACKENDS = ("jax", "tensorflow", "torch")
 
@@ -48,3 +49,11 @@ def select_backend(backend: str | None) -> str:
     os.environ["KERAS_BACKEND"] = backend
     quiet_tensorflow()
     return backend
+
+
+def limit_threads(backend: str, n: int) -> None:
+    """Compute with `n` CPU threads on `backend` (`dmon cluster --threads`). Call it before
+    the framework starts: its thread pools read their size then. On a machine shared with
+    other work, a framework's default pool (one thread per core) can run many times slower
+    than one thread: its threads wait on each other while the cores are busy."""
+    backend_module(backend, "threads").limit_threads(n)

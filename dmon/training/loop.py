@@ -183,6 +183,7 @@ def cluster(
     # each step's large CPU tensors reuse the last step's memory (dmon.memory)
     keep = engine.device_kind() == "cpu"
     t0 = time.perf_counter()
+    first_seconds = 0.0
     pending: list[Any] = []  # the losses of epochs not yet read, on the device
     last_read = time.perf_counter()
 
@@ -210,9 +211,12 @@ def cluster(
             pending.append(engine.step(adam_alpha(learning_rate, epoch + 1), epoch))
             last = epoch + 1 == epochs
             due = stop.raised or last or (checkpoint_every and (epoch + 1) % checkpoint_every == 0)
-            # a read makes the host wait for the device: at most one per READ_EVERY_S
-            if due or time.perf_counter() - last_read >= READ_EVERY_S:
+            # a read makes the host wait for the device: at most one per READ_EVERY_S, and
+            # one after the first step, which compiles, to time it apart from the rest
+            if due or epoch == start or time.perf_counter() - last_read >= READ_EVERY_S:
                 read()
+            if epoch == start:
+                first_seconds = time.perf_counter() - t0
             if due:
                 save(epoch + 1)
             if stop.raised:
@@ -252,6 +256,7 @@ def cluster(
         seconds,
         name,
         epochs_completed=outcome["done"],
+        first_epoch_seconds=first_seconds,
         interrupted=stop.raised and outcome["done"] < epochs,
         stopped_by=stop.by if stop.raised and outcome["done"] < epochs else None,
         resumed_from=None if state is None else state.epoch,

@@ -70,6 +70,8 @@ def write_outputs(
         },
         "metrics": result.metrics,
         "seconds": result.seconds,
+        "first_epoch_seconds": result.first_epoch_seconds,
+        "ms_per_epoch": result.ms_per_epoch,
         "epochs_completed": result.epochs_completed,
         "interrupted": result.interrupted,
         "resumed_from": result.resumed_from,
@@ -87,11 +89,16 @@ def write_outputs(
         return written
     from dmon import plots
 
+    title = plots.run_title(
+        graph.name, result.probabilities.shape[1], result.backend, result.metrics.get("modularity")
+    )
     figures = (
-        ("loss.png", lambda path: plots.loss_curves(result.history, path)),
+        ("loss.png", lambda path: plots.loss_curves(result.history, path, title)),
         (
             "clusters.png",
-            lambda path: plots.clusters(graph, result.assignments, result.probabilities, path),
+            lambda path: plots.clusters(
+                graph, result.assignments, result.probabilities, path, title
+            ),
         ),
     )
     for name, draw in figures:

@@ -30,6 +30,7 @@ class ClusterResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     """Per epoch: `loss` (weighted total), `spectral_loss`, `cluster_loss`."""
     seconds: float = 0.0
+    """Training time, first epoch included."""
     backend: str = ""
     epochs_completed: int = 0
     """Epochs behind the result (fewer than asked when interrupted)."""
@@ -39,9 +40,20 @@ class ClusterResult:
     """`"SIGINT"` or `"SIGTERM"` when `interrupted`."""
     resumed_from: int | None = None
     """The checkpoint's epoch when the run was resumed, else `None`."""
+    first_epoch_seconds: float = 0.0
+    """The first epoch of this run (of this process, when resumed): it compiles the step."""
     distributed: dict[str, Any] | None = None
     """For a sharded run (`launch`): `backend`, `processes`, `devices`,
     `nodes_per_shard`; `None` for a one-device run."""
     settings: dict[str, Any] = field(default_factory=dict)
     """The run's settings (`k`, `epochs`, `learning_rate`, ...), as `metrics.json` records
     them (`dmon.training.write_outputs`)."""
+
+    @property
+    def ms_per_epoch(self) -> float:
+        """Steady training speed: the epochs after the first (which compiles), in ms;
+        the first epoch's when there is no other."""
+        trained = self.epochs_completed - (self.resumed_from or 0)
+        if trained <= 1:
+            return 1e3 * self.seconds / max(trained, 1)
+        return 1e3 * (self.seconds - self.first_epoch_seconds) / (trained - 1)

@@ -170,6 +170,7 @@ BAD_ARGUMENTS = [
     (["--checkpoint-every", "-5"], "--checkpoint-every must be an int >= 0"),
     (["--resolution", "-0.5"], "--resolution must be a finite number >= 0; got -0.5"),
     (["--resolution", "nan"], "--resolution must be a finite number >= 0"),
+    (["--threads", "0"], "--threads must be an int >= 1; got 0"),
     (["--clusters", "x"], "argument --clusters/-k: invalid int value: 'x'"),
     (["--no-such-option"], "unrecognized arguments: --no-such-option"),
 ]
@@ -300,3 +301,41 @@ def test_resolution_is_recorded(tmp_path) -> None:
     assert report["metrics"]["modularity_at_resolution"] == pytest.approx(
         metrics.modularity(graph.adjacency, rows[:, 1].astype(int), resolution=0.5), rel=1e-12
     )
+
+
+def test_the_first_epoch_is_announced_and_timed_apart(tmp_path) -> None:
+    """The silence before the first epoch is explained, and the steady ms/epoch leaves
+    out that epoch: metrics.json's figures must add up to the training time."""
+    keras = pytest.importorskip("keras")
+    backend = keras.backend.backend()
+    pytest.importorskip(backend)
+    out = tmp_path / "run"
+    res = _dmon("cluster", "--epochs", "40", "--out", str(out), "--backend", backend)
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert lines[0].startswith("preparing the training step")
+    assert lines[1].startswith("ready after") and lines[1].endswith("(epoch 1)")
+    assert all("cluster " in ln for ln in lines[2:] if ln.startswith("epoch"))
+    report = json.loads((out / "metrics.json").read_text())
+    first, steady = report["first_epoch_seconds"], report["ms_per_epoch"]
+    assert 0 < first < report["seconds"]
+    assert first + 39 * steady / 1e3 == pytest.approx(report["seconds"], rel=1e-9)
+    assert f"first epoch {first:.1f} s, then {steady:.2f} ms/epoch" in res.stdout
+
+
+@pytest.mark.parametrize("backend", KERAS_BACKENDS)
+def test_threads_reach_the_framework(backend) -> None:
+    """`--threads N` (dmon.training.backend.limit_threads) before the framework starts:
+    the framework's own count says N."""
+    pytest.importorskip(backend)
+    read = {
+        "torch": "import torch; print(torch.get_num_threads())",
+        "tensorflow": "import tensorflow as tf; "
+        "print(tf.config.threading.get_intra_op_parallelism_threads())",
+        "jax": "import os; print(os.environ['XLA_FLAGS'].split('intra_op_parallelism_threads=')[-1])",
+    }[backend]
+    code = f"from dmon.training.backend import limit_threads; limit_threads({backend!r}, 1); {read}"
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env()
+    )
+    assert res.returncode == 0 and res.stdout.split()[-1] == "1", res.stderr[-2000:]

@@ -355,3 +355,15 @@ def test_resolution_reaches_the_loss_and_the_config() -> None:
     np.testing.assert_allclose(to_np(layer.losses[0]), want, **TOL32)
     with pytest.raises(ValueError, match=r"`resolution` must be a finite number >= 0"):
         DMoNPooling(3, resolution=-1.0)
+
+
+def test_default_layer_names_read_as_the_layers() -> None:
+    """Keras would derive `d_mo_n_pooling` from the class name; the default is
+    `dmon_pooling`, numbered as Keras numbers its own, and a given name is kept."""
+    import re
+
+    first, second = DMoNPooling(3), DMoNPooling(3)
+    assert re.fullmatch(r"dmon_pooling(_\d+)?", first.name), first.name
+    assert re.fullmatch(r"dmon_pooling_\d+", second.name) and second.name != first.name
+    assert DMoNPooling(3, name="pool").name == "pool"
+    assert DMoNPooling.loss_names == ("spectral_loss", "cluster_loss", "ortho_loss")

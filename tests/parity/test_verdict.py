@@ -193,3 +193,24 @@ def test_a_real_difference_is_named_at_its_first_layer(precision_module: str, la
     differs = [c for c in report.comparisons if not c.passed]
     assert all("torch" in c.backends for c in differs)
     assert "output" in {c.kind for c in differs}
+
+
+def test_a_small_result_of_large_terms_is_judged_by_how_far_rounding_carries() -> None:
+    """A loss that cancels to 1e-3 of its terms: one backend rounds it exactly by luck,
+    another sums one by one, thousands of the result's units off but a few of the
+    terms'. Judged by the result's units that is a divergence; the float32 sum of the
+    terms one unit off moves as far, so it agrees."""
+    rng = np.random.default_rng(1)
+    terms = rng.normal(size=1000).astype(np.float32)
+    terms[-1] -= np.float32(terms.astype(np.float64).sum() - 1e-3)  # total 1e-3
+    q64 = np.asarray(terms.astype(np.float64).sum())
+    exact = np.asarray(np.float32(q64))
+    off = np.asarray(np.cumsum(terms, dtype=np.float32)[-1])  # summed one by one
+    assert abs(float(off) - float(q64)) > 1e4 * 2.0**-24 * 1e-3  # thousands of its units
+    measured = verdict.measure({"a": exact, "b": off}, q64)
+    assert measured is not None and not verdict.agree("a", "b", measured)[0]
+    away = np.where(rng.random(1000) < 0.5, np.inf, -np.inf).astype(np.float32)
+    nudged = np.nextafter(terms, away)
+    moved = np.asarray(nudged.sum(dtype=np.float32))
+    measured = verdict.measure({"a": exact, "b": off}, q64, ("a", moved))
+    assert measured is not None and verdict.agree("a", "b", measured)[0]
