@@ -24,6 +24,8 @@ RULES: dict[str, tuple[tuple[type, ...], Callable[[Any], bool], str]] = {
         lambda v: math.isfinite(v) and v >= 0,
         "a finite number >= 0",
     ),
+    "spectral_weight": (_REAL, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "ortho_weight": (_REAL, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
     "hidden": (_INT, lambda v: v >= 1, "an int >= 1"),
     "seed": (_INT, lambda v: 0 <= v < 2**32, "an int in [0, 2**32)"),
     "checkpoint_every": (_INT, lambda v: v >= 0, "an int >= 0 (0: no checkpoints)"),
@@ -50,8 +52,19 @@ def check_argument(where: str, name: str, value: Any) -> None:
 
 def check_resolution(where: str, resolution: object) -> float:
     """The modularity resolution `γ` as a float: a finite real number `>= 0` (a NumPy
-    scalar or 0-d array is read as its value)."""
-    if not isinstance(resolution, _REAL) or isinstance(resolution, bool):
+    scalar or 0-d array, or a 0-d tensor, is read as its value). A bool, a string or a
+    tensor that requires a gradient is refused: `γ` is a constant of the loss, and
+    reading such a tensor's value would cut its gradient without a word."""
+    _, ok, want = RULES["resolution"]
+    kind = getattr(getattr(resolution, "dtype", None), "kind", None)
+    if isinstance(resolution, bool | str | bytes) or kind == "b":
+        raise TypeError(f"{where}: `resolution` must be a real number >= 0; got {resolution!r}")
+    if getattr(resolution, "requires_grad", False):
+        raise TypeError(
+            f"{where}: `resolution` is a constant of the loss; got a tensor that requires a "
+            "gradient (pass a Python float; no gradient flows to γ)"
+        )
+    if not isinstance(resolution, _REAL):
         try:
             resolution = float(resolution)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -59,7 +72,6 @@ def check_resolution(where: str, resolution: object) -> float:
                 f"{where}: `resolution` must be a real number >= 0; got {type(resolution).__name__}"
             ) from None
     value = float(resolution)
-    _, ok, want = RULES["resolution"]
     if not ok(value):
         raise ValueError(f"{where}: `resolution` must be {want}; got {resolution!r}")
     return value

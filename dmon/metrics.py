@@ -1,8 +1,10 @@
 """Clustering quality, NumPy/SciPy only, sparse-aware.
 
-Graph metrics take an adjacency (`scipy.sparse` matrix or dense NumPy array, symmetric,
+Graph metrics take an adjacency (`scipy.sparse` matrix or dense NumPy array,
 non-negative weights) and hard cluster labels `(N,)`; label metrics take two label
-vectors.
+vectors. A symmetric matrix is an undirected graph; any other is directed, and scored
+with the directed formulas (Leicht and Newman's modularity, networkx's directed cut and
+volume): the same values as networkx on a `DiGraph`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ def _labels(labels: Any, n: int | None = None, name: str = "labels") -> np.ndarr
         )
     if arr.dtype.kind not in "biufUS" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr))):
         raise ValueError(f"`{name}` must be finite integers or strings; got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and np.any(arr != np.round(arr)):
+        bad = arr[arr != np.round(arr)][0]
+        raise ValueError(
+            f"`{name}` must be integer cluster ids; got the non-integer {bad!r} "
+            "(for probabilities, pass their argmax)"
+        )
     _, codes = np.unique(arr, return_inverse=True)
     return codes.astype(np.int64)
 
@@ -60,20 +68,38 @@ def _one_hot(codes: np.ndarray) -> Any:
     )
 
 
-def _cluster_sums(adj: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, float]:
-    """`(intra weight per cluster, volume per cluster, total weight 2m)`."""
-    a = _csr(adj)
-    p = _one_hot(_labels(labels, a.shape[0]))
-    between = (p.T @ a @ p).toarray()  # (K, K) weight between clusters
-    return np.diag(between).copy(), between.sum(axis=1), float(between.sum())
+class _Sums:
+    """A hard clustering's sums: weight inside each cluster `L_c` (each undirected edge
+    in both directions), out- and in-volume per cluster, total weight `W = Σ A_ij`."""
+
+    def __init__(self, adj: Any, labels: Any) -> None:
+        a = _csr(adj)
+        p = _one_hot(_labels(labels, a.shape[0]))
+        between = (p.T @ a @ p).toarray()  # (K, K) weight from cluster to cluster
+        self.intra = np.diag(between).copy()
+        self.out_vol = between.sum(axis=1)
+        self.in_vol = between.sum(axis=0)
+        self.total = float(between.sum())
+        self.directed = (a != a.T).nnz > 0
+
+    @property
+    def cut(self) -> np.ndarray:
+        """Weight crossing each cluster's border: once per undirected edge; arcs out of
+        and into it for a directed graph (networkx's `cut_size`)."""
+        if self.directed:
+            return self.out_vol + self.in_vol - 2 * self.intra
+        return self.out_vol - self.intra
 
 
 def modularity(adj: Any, labels: Any, resolution: float = 1.0) -> float:
     """Newman's (weighted) modularity of the matrix `A`,
-    `Q = Σ_c [ L_c / 2m - γ (vol_c / 2m)² ]`.
+    `Q = Σ_c [ L_c / W - γ · out_c · in_c / W² ]`.
 
-    `L_c = Σ_{i,j ∈ c} A_ij` (each edge in both directions), `dᵢ = Σⱼ A_ij`,
-    `vol_c = Σ_{i ∈ c} dᵢ`, `2m = Σᵢ dᵢ`. A graph with no edges gives 0.
+    `L_c = Σ_{i,j ∈ c} A_ij`, `out_c` and `in_c` the cluster's row and column sums,
+    `W = Σ_ij A_ij`. For an undirected graph (`A` symmetric: each edge in both
+    directions, `W = 2m`) this is `Σ_c [ L_c / 2m - γ (vol_c / 2m)² ]`; for a directed
+    one it is Leicht and Newman's directed modularity (networkx's on a `DiGraph`). A
+    graph with no edges gives 0.
 
     Self-loops: the entry `A_ii` counts once, in `dᵢ` and in `L_c`, exactly as in DMoN's
     spectral loss (`-dmon.spectral_loss(A, one_hot(labels))` equals this), PyTorch
@@ -81,33 +107,34 @@ def modularity(adj: Any, labels: Any, resolution: float = 1.0) -> float:
     self-loop twice (its degree convention); without self-loops the two agree, and with
     them `modularity(A + diag(A), labels)` is networkx's value. See docs/reliability.md.
     """
-    intra, vol, two_m = _cluster_sums(adj, labels)
-    if two_m == 0:
+    s = _Sums(adj, labels)
+    if s.total == 0:
         return 0.0
-    return float(np.sum(intra / two_m - resolution * (vol / two_m) ** 2))
+    return float(np.sum(s.intra / s.total - resolution * s.out_vol * s.in_vol / s.total**2))
 
 
 def conductance(adj: Any, labels: Any) -> float:
     """The DMoN paper's (global) conductance: the fraction of edge weight that leaves its
-    cluster, `Σ_c cut(c) / Σ_c vol(c)` (google-research `metrics.conductance`). 0 for a
-    graph with no edges."""
-    intra, _, two_m = _cluster_sums(adj, labels)
-    return 0.0 if two_m == 0 else float((two_m - intra.sum()) / two_m)
+    cluster, `1 - Σ_c L_c / W` (google-research `metrics.conductance`; for a directed
+    graph, the fraction of arc weight between clusters). 0 for a graph with no edges."""
+    s = _Sums(adj, labels)
+    return 0.0 if s.total == 0 else float((s.total - s.intra.sum()) / s.total)
 
 
 def coverage(adj: Any, labels: Any) -> float:
     """Graph coverage: the fraction of edge weight inside clusters, `1 - conductance`
     (networkx `partition_quality`'s coverage)."""
-    intra, _, two_m = _cluster_sums(adj, labels)
-    return 0.0 if two_m == 0 else float(intra.sum() / two_m)
+    s = _Sums(adj, labels)
+    return 0.0 if s.total == 0 else float(s.intra.sum() / s.total)
 
 
 def average_conductance(adj: Any, labels: Any) -> float:
     """Mean over clusters of `φ(c) = cut(c) / min(vol(c), vol(V∖c))` (networkx
-    `conductance` per cluster); a cluster with zero volume on either side counts as 0."""
-    intra, vol, two_m = _cluster_sums(adj, labels)
-    cut = vol - intra
-    denom = np.minimum(vol, two_m - vol)
+    `conductance` per cluster: on a directed graph the cut counts arcs both ways and the
+    volume is the out-degree); a cluster with zero volume on either side counts as 0."""
+    s = _Sums(adj, labels)
+    denom = np.minimum(s.out_vol, s.total - s.out_vol)
+    cut = s.cut
     phi = np.divide(cut, denom, out=np.zeros_like(cut), where=denom > 0)
     return float(phi.mean()) if phi.size else 0.0
 

@@ -176,19 +176,20 @@ class DMoNPooling(keras.layers.Layer):
         self.resolution = check_resolution("DMoNPooling", resolution)
         self.symmetric = bool(symmetric)
         check_argument("DMoNPooling", "k", k)
+        if isinstance(mlp_units, str) or not isinstance(mlp_units, Sequence):
+            raise TypeError(
+                f"DMoNPooling: `mlp_units` must be a list of hidden sizes (e.g. [{mlp_units!r}]"
+                f" for one hidden layer, [] for none); got {mlp_units!r}"
+            )
         units = list(mlp_units)
         if not all(
             isinstance(u, int | np.integer) and not isinstance(u, bool) and u >= 1 for u in units
         ):
             raise ValueError(f"DMoNPooling: `mlp_units` must be positive ints; got {mlp_units!r}")
         check_argument("DMoNPooling", "dropout", dropout)
-        for name, w in (
-            ("spectral_weight", spectral_weight),
-            ("collapse_regularization", collapse_regularization),
-            ("ortho_weight", ortho_weight),
-        ):
-            if not float(w) >= 0.0:
-                raise ValueError(f"DMoNPooling: `{name}` must be >= 0; got {w!r}")
+        check_argument("DMoNPooling", "spectral_weight", spectral_weight)
+        check_argument("DMoNPooling", "collapse_regularization", collapse_regularization)
+        check_argument("DMoNPooling", "ortho_weight", ortho_weight)
         self.k = int(k)
         self.mlp_units = tuple(int(u) for u in units)
         self.mlp_activation = keras.activations.get(mlp_activation)

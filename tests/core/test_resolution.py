@@ -58,6 +58,20 @@ def test_resolution_is_checked() -> None:
             dmon.pool(np.ones((30, 2)), a, np.zeros((30, 3)), resolution=bad)
     with pytest.raises(TypeError, match=r"dmon.spectral_loss: `resolution` must be a real number"):
         dmon.spectral_loss(a, np.eye(4)[labels], resolution="half")
+    # a 0-d NumPy array is its value; a torch tensor that requires a gradient is refused
+    # (float() would cut the gradient without a word)
+    s = np.eye(4)[labels]
+    assert float(dmon.spectral_loss(a, s, resolution=np.array(0.5))) == pytest.approx(
+        float(dmon.spectral_loss(a, s, resolution=0.5)), rel=1e-15
+    )
+    torch = pytest.importorskip("torch")
+    gamma = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(TypeError, match=r"`resolution` is a constant of the loss; got a tensor"):
+        dmon.spectral_loss(torch.from_numpy(a), torch.from_numpy(s), resolution=gamma)
+    plain = dmon.spectral_loss(
+        torch.from_numpy(a), torch.from_numpy(s), resolution=torch.tensor(0.5)
+    )
+    assert float(plain) == pytest.approx(float(dmon.spectral_loss(a, s, resolution=0.5)))
 
 
 # --- google-research's DMoN, as equations --------------------------------------------

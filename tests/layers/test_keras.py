@@ -204,7 +204,7 @@ def test_bad_arguments() -> None:
         DMoNPooling(1)
     with pytest.raises(ValueError, match=r"`dropout` must be a number in \[0, 1\)"):
         DMoNPooling(3, dropout=1.0)
-    with pytest.raises(ValueError, match=r"`collapse_regularization` must be >= 0"):
+    with pytest.raises(ValueError, match=r"`collapse_regularization` must be a finite number >= 0"):
         DMoNPooling(3, collapse_regularization=-1.0)
     with pytest.raises(ValueError, match=r"GCNConv: `units` must be a positive int"):
         GCNConv(0)
@@ -367,3 +367,13 @@ def test_default_layer_names_read_as_the_layers() -> None:
     assert re.fullmatch(r"dmon_pooling_\d+", second.name) and second.name != first.name
     assert DMoNPooling(3, name="pool").name == "pool"
     assert DMoNPooling.loss_names == ("spectral_loss", "cluster_loss", "ortho_loss")
+
+
+def test_layer_arguments_of_the_wrong_kind_are_named() -> None:
+    with pytest.raises(TypeError, match=r"DMoNPooling: `mlp_units` must be a list of hidden sizes"):
+        DMoNPooling(3, mlp_units=8)
+    for name in ("spectral_weight", "collapse_regularization", "ortho_weight"):
+        with pytest.raises(ValueError, match=rf"DMoNPooling: `{name}` must be a finite number"):
+            DMoNPooling(3, **{name: float("inf")})
+        with pytest.raises(TypeError, match=rf"DMoNPooling: `{name}` must be a finite number"):
+            DMoNPooling(3, **{name: "1"})

@@ -356,6 +356,25 @@ DENSE_CASES: list[Case] = [
         TypeError,
         r"dmon.pool: `x` must be a numpy.ndarray.*got builtins.list",
     ),
+    # --- scalars of the wrong type are refused, not converted
+    (
+        "resolution bool",
+        lambda t, b: dmon.pool(t(x1), t(a1), t(l1), resolution=True),
+        TypeError,
+        r"dmon.pool: `resolution` must be a real number >= 0; got True",
+    ),
+    (
+        "resolution str",
+        lambda t, b: dmon.pool(t(x1), t(a1), t(l1), resolution="0.5"),
+        TypeError,
+        r"dmon.pool: `resolution` must be a real number >= 0; got '0.5'",
+    ),
+    (
+        "resolution numpy bool",
+        lambda t, b: dmon.spectral_loss(t(a1), t(np.full((6, 4), 0.25)), resolution=np.True_),
+        TypeError,
+        r"dmon.spectral_loss: `resolution` must be a real number >= 0",
+    ),
 ]
 
 
