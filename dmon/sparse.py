@@ -63,6 +63,8 @@ def to_adjacency(
     weight = ops.astype(weight, dtype)
     cache = adj._cache if isinstance(adj, SparseGraph) else None
     symmetric = isinstance(adj, SparseGraph) and adj.symmetric
+    if symmetric:
+        _check_symmetric_edges(ops, where, adj, n)
     # an unweighted graph's weights are ones on every call: a backend may keep the matrix
     # built from them, with its transpose (nothing to differentiate)
     constant = isinstance(adj, SparseGraph) and adj.edge_weight is None
@@ -125,6 +127,44 @@ def _check_weights(ops: ArrayOps, where: str, adj: Any, weight: Array) -> None:
             f"{where}: `{name}` holds a negative weight ({float(values[negative[0]])} at entry "
             f"{int(negative[0])}); DMoN's modularity needs non-negative weights"
         )
+
+
+def _check_symmetric_edges(ops: ArrayOps, where: str, g: SparseGraph, n: int) -> None:
+    """A `symmetric=True` promise holds edge by edge: every edge `i -> j` has its `j -> i`
+    of the same total weight (duplicates summed), `O(E log E)` on the host, once per graph
+    and weights (eager, value checks on). A broken promise gave gradients off by ~1."""
+    weight = g.edge_weight
+    version = None if weight is None else ops.version(weight)
+    key = ("symmetric-checked", n, None if weight is None else (id(weight), version))
+    if g._cache.get("symmetric") == key or not value_checks_enabled(ops, g.edge_index):
+        return
+    ei = read(ops, g.edge_index)
+    w = None if weight is None else read(ops, weight)
+    if ei is None or (weight is not None and w is None):  # traced: values unknown
+        return
+    row, col = ei[0].astype(np.int64), ei[1].astype(np.int64)
+    w = np.ones(row.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
+    forward, f_at = np.unique(row * n + col, return_inverse=True)
+    backward, b_at = np.unique(col * n + row, return_inverse=True)
+    if forward.shape != backward.shape or not np.array_equal(forward, backward):
+        missing = np.setdiff1d(forward, backward)[:1]
+        i, j = (int(missing[0]) // n, int(missing[0]) % n) if missing.size else (-1, -1)
+        raise ValueError(
+            f"{where}: the SparseGraph is not symmetric although symmetric=True: edge "
+            f"{i} -> {j} has no {j} -> {i}; pass symmetric=False for a directed graph"
+        )
+    wf, wb = np.bincount(f_at, weights=w), np.bincount(b_at, weights=w)
+    off = np.abs(wf - wb) > 1e-5 * np.maximum(np.abs(wf), np.abs(wb))
+    if off.any():
+        k = int(np.flatnonzero(off)[0])
+        i, j = int(forward[k]) // n, int(forward[k]) % n
+        raise ValueError(
+            f"{where}: the SparseGraph is not symmetric although symmetric=True: edge "
+            f"{i} -> {j} weighs {wf[k]:.6g} but {j} -> {i} weighs {wb[k]:.6g}; pass "
+            "symmetric=False for a directed graph"
+        )
+    if weight is None or version is not None:
+        g._cache["symmetric"] = key
 
 
 def _check_edges_within_graphs(ops: ArrayOps, where: str, g: SparseGraph, n: int) -> None:

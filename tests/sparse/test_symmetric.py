@@ -270,3 +270,32 @@ def test_keras_layer_carries_the_promise_through_config_and_torch():
     module = layer.to_torch()
     assert module.symmetric is True
     assert DMoNPooling.from_torch(module).symmetric is True
+
+
+def test_a_sparse_graph_promise_is_checked_edge_by_edge_once(backend):
+    """A directed cycle: every node's in- and out-degree are equal, so cluster volumes by
+    rows and columns agree and the dense check cannot see it; the SparseGraph's edges
+    can. Checked once per graph and weights; a reversed copy of every edge passes."""
+    n = 6
+    cycle = np.array([np.arange(n), (np.arange(n) + 1) % n])
+    x = np.random.default_rng(0).normal(size=(n, 3))
+    logits = np.random.default_rng(1).normal(size=(n, 2))
+    t = lambda v: to_backend(backend, v)  # noqa: E731
+    directed = dmon.SparseGraph(t(cycle), symmetric=True)
+    with pytest.raises(ValueError, match=r"edge 0 -> 1 has no 1 -> 0; pass symmetric=False"):
+        dmon.pool(t(x), directed, t(logits))
+    both = np.concatenate([cycle, cycle[::-1]], axis=1)
+    w = np.arange(1.0, 2 * n + 1)
+    uneven = dmon.SparseGraph(t(both), t(w), symmetric=True)
+    with pytest.raises(ValueError, match=r"edge 0 -> 1 weighs 1 but 1 -> 0 weighs 7"):
+        dmon.pool(t(x), uneven, t(logits))
+    even = dmon.SparseGraph(t(both), t(np.concatenate([w[:n], w[:n]])), symmetric=True)
+    dmon.pool(t(x), even, t(logits))
+    assert "symmetric" in even._cache or backend == "numpy"  # NumPy weights can change unseen
+    general = dmon.pool(
+        t(x), dmon.SparseGraph(t(both), t(np.concatenate([w[:n], w[:n]]))), t(logits)
+    )
+    again = dmon.pool(t(x), even, t(logits))
+    assert float(to_numpy(again.spectral_loss)) == pytest.approx(
+        float(to_numpy(general.spectral_loss)), rel=1e-6
+    )
