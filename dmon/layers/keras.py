@@ -204,8 +204,8 @@ class DMoNPooling(keras.layers.Layer):
             keras.layers.Dense(
                 u,
                 activation=self.mlp_activation if i < len(sizes) - 1 else None,
-                kernel_initializer=self.kernel_initializer,
-                bias_initializer=self.bias_initializer,
+                kernel_initializer=_Float32Start(self.kernel_initializer),
+                bias_initializer=_Float32Start(self.bias_initializer),
                 dtype=self.dtype_policy,
                 name=f"dense_{i}",
             )
@@ -355,6 +355,21 @@ class DMoNPooling(keras.layers.Layer):
                 lin.weight.copy_(torch.from_numpy(np.array(K.convert_to_numpy(dense.kernel)).T))
                 lin.bias.copy_(torch.from_numpy(np.array(K.convert_to_numpy(dense.bias))))
         return module
+
+
+class _Float32Start(keras.initializers.Initializer):
+    """An initializer run in float32 and cast to the weight's dtype: the orthogonal one
+    factors a matrix (QR), which JAX and torch cannot do in half precision on a CPU, so
+    `DMoNPooling(dtype="float16")` could not be built. The same draw as in float32, rounded."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __call__(self, shape: Any, dtype: Any = None) -> Any:
+        return K.cast(self.inner(shape, dtype="float32"), dtype or "float32")
+
+    def get_config(self) -> dict[str, Any]:
+        return {"inner": keras.initializers.serialize(self.inner)}
 
 
 def _default_name(prefix: str) -> str:

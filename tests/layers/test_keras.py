@@ -377,3 +377,23 @@ def test_layer_arguments_of_the_wrong_kind_are_named() -> None:
             DMoNPooling(3, **{name: float("inf")})
         with pytest.raises(TypeError, match=rf"DMoNPooling: `{name}` must be a finite number"):
             DMoNPooling(3, **{name: "1"})
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_the_layer_builds_and_pools_in_half_precision(dtype: str) -> None:
+    """The orthogonal initializer's QR runs in float32 and is rounded: the half-precision
+    layer's weights are the float32 layer's, rounded, and its outputs follow the float32
+    layer's to half-precision accuracy."""
+    x, a, _, _ = random_batch(7, b=2, n=8, f=4, c=3)
+    keras.utils.set_random_seed(0)
+    wide = DMoNPooling(3, name="wide")
+    s32, _, _ = wide(np32(x, a))
+    keras.utils.set_random_seed(0)
+    half = DMoNPooling(3, dtype=dtype, name="half")
+    s16, _, _ = half(np32(x, a))
+    for w16, w32 in zip(half.mlp[0].weights, wide.mlp[0].weights, strict=True):
+        assert keras.backend.standardize_dtype(w16.dtype) == dtype
+        want = keras.ops.convert_to_numpy(keras.ops.cast(w32, dtype)).astype(np.float32)
+        assert np.array_equal(to_np(keras.ops.cast(w16, "float32")), want)
+    got = to_np(keras.ops.cast(s16, "float32"))
+    assert np.allclose(got, to_np(s32), atol=3e-2), np.abs(got - to_np(s32)).max()
