@@ -23,6 +23,7 @@ from dmon.training.launch import Launch, check_common
 from dmon.training.model import ModelSettings, by_name, forward
 from dmon.training.optimizer import adam_update
 from dmon.training.prepared import Prepared
+from dmon.training.rendezvous import meet
 
 
 class Engine(Defaults):
@@ -61,6 +62,9 @@ class Engine(Defaults):
             # CPU devices talk over gloo (accelerators use their own collectives); must be
             # set before the backend starts, so it cannot wait to see which platform it is
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
+            # meet first: JAX aborts in C++ when a peer never comes (dmon.training.rendezvous)
+            meet(launch.coordinator, launch.num_processes or 1, launch.process_id or 0,
+                 launch.timeout)  # fmt: skip
             jax.distributed.initialize(
                 launch.coordinator,
                 launch.num_processes,

@@ -14,6 +14,7 @@ from typing import Any
 
 from dmon.checks import check_argument
 from dmon.cli.common import UsageError, one_line
+from dmon.training.rendezvous import RendezvousError
 from dmon.version import __version__
 
 
@@ -187,8 +188,11 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         or kind.launched()
     )
     if distributed:
+        from dmon.training.launch import check_shards
+
         try:
             kind.check_launch(launch)
+            check_shards(launch, graph.num_nodes)
         except ValueError as err:
             # the Python API's argument names, as this command's options
             message = re.sub(
@@ -242,7 +246,12 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             resume=args.resume,
             resolution=args.resolution,
         )
-    except (training.TrainingDiverged, checkpoint.CheckpointError, training.BackendError) as err:
+    except (
+        training.TrainingDiverged,
+        checkpoint.CheckpointError,
+        training.BackendError,
+        RendezvousError,
+    ) as err:
         raise UsageError(str(err)) from None
     except Exception as err:
         if not distributed or os.environ.get("DMON_DEBUG"):

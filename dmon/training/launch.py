@@ -5,7 +5,12 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+
+_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+"""A host name or IPv4 address, or a bracketed IPv6 one: what gRPC's `HOST:PORT` takes.
+A scheme (`http://`) or a second colon passed before, and JAX then aborted in C++."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,28 @@ def check_common(launch: Launch, processes: str | None = None) -> None:
     if any(v is None for v in (launch.coordinator, launch.num_processes, launch.process_id)):
         raise ValueError("several JAX processes need coordinator, num_processes and process_id")
     host, _, port = str(launch.coordinator).rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"coordinator must be HOST:PORT; got {launch.coordinator!r}")
+    if not _HOST.fullmatch(host) or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"coordinator must be HOST:PORT (a host name, an IPv4 address or [IPv6], and a "
+            f"port in 1..65535, no scheme); got {launch.coordinator!r}"
+        )
     n, i = launch.num_processes, launch.process_id
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"num_processes must be an int >= 1; got {n!r}")
     if not isinstance(i, int) or not 0 <= i < n:
         raise ValueError(f"process_id must be in [0, num_processes = {n}); got {i!r}")
+
+
+def check_shards(launch: Launch, num_nodes: int) -> None:
+    """`ValueError` when the graph has fewer nodes than the shards asked for (each shard
+    holds one node at least): 100,000 simulated devices for 34 nodes grew memory without
+    end before."""
+    if launch.devices is None:
+        return
+    shards = launch.devices * (launch.num_processes or 1)
+    if shards > num_nodes:
+        per = f" ({launch.devices} per process)" if (launch.num_processes or 1) > 1 else ""
+        raise ValueError(
+            f"devices: {shards} shards{per} for a graph of {num_nodes} nodes; each shard "
+            f"holds one node at least, so at most {num_nodes}"
+        )

@@ -21,7 +21,7 @@ from dmon.data import Graph, check_graph, from_pyg
 from dmon.training.backend import BackendError, select_backend
 from dmon.training.engine import TRAINER, Engine, engine_class
 from dmon.training.interrupt import InterruptFlag
-from dmon.training.launch import Launch
+from dmon.training.launch import Launch, check_shards
 from dmon.training.model import PARAMS, ModelSettings, initial_params
 from dmon.training.optimizer import adam_alpha
 from dmon.training.prepared import prepare
@@ -143,6 +143,7 @@ def cluster(
     if launch is not None:
         try:
             kind.check_launch(launch)
+            check_shards(launch, graph.num_nodes)
         except ValueError as err:
             raise BackendError(str(err)) from None
     # The engine first: jax.distributed must start before any JAX array exists.

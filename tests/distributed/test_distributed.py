@@ -373,61 +373,6 @@ def _torch_worker(agent: int, rank: int) -> int:
     raise AssertionError(f"no worker of rank {rank} under torchrun pid {agent}")
 
 
-# --- command line ---------------------------------------------------------------------------
-
-
-@needs_keras
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--devices", "0"], "--devices must be an int >= 1"),
-        (["--backend", "tensorflow", "--devices", "2"], "sharded training runs on jax or torch"),
-        (
-            ["--backend", "jax", "--coordinator", "127.0.0.1:1"],
-            "need --coordinator, --num-processes and --process-id",
-        ),
-        (
-            [
-                "--backend",
-                "jax",
-                "--coordinator",
-                "nohost",
-                "--num-processes",
-                "2",
-                "--process-id",
-                "0",
-            ],
-            "HOST:PORT",
-        ),
-        (
-            [
-                "--backend",
-                "jax",
-                "--coordinator",
-                "127.0.0.1:1",
-                "--num-processes",
-                "2",
-                "--process-id",
-                "2",
-            ],
-            "--process-id must be in [0, --num-processes = 2)",
-        ),
-        (["--backend", "torch", "--devices", "2"], "torch shards over processes"),
-        (["--backend", "jax", "--devices", "2", "--timeout", "0"], "--timeout must be"),
-    ],
-)
-def test_cli_refuses_a_launch_that_cannot_work(
-    args: list[str], message: str, tmp_path: Path
-) -> None:
-    backend = args[args.index("--backend") + 1] if "--backend" in args else "jax"
-    if not installed(backend):
-        pytest.skip(f"needs {backend}")
-    proc = _run([sys.executable, "-m", "dmon", "cluster", "karate", *args, "--out", str(tmp_path)])
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], proc.stderr
-
-
 # --- Keras DataParallel over batches of graphs --------------------------------------------
 
 
