@@ -3,6 +3,7 @@ default stochastic block model and Zachary's karate club."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,42 @@ def karate_club() -> Graph:
     return from_networkx(nx.karate_club_graph(), label_attribute="club", weight=None)
 
 
+def _check_sbm(
+    sizes: Any,
+    p_in: Any,
+    p_out: Any,
+    degree_correction: Any,
+    num_features: Any,
+    feature_signal: Any,
+    seed: Any,
+) -> None:
+    """Every argument of `synthetic_sbm` in its range, named in one line."""
+
+    def real(v: Any) -> bool:
+        return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+
+    def count(v: Any) -> bool:
+        return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+    where = "dmon.data.synthetic_sbm"
+    if (
+        not isinstance(sizes, tuple | list)
+        or not sizes
+        or not all(count(v) and v >= 1 for v in sizes)
+    ):
+        raise ValueError(f"{where}: `sizes` must be community sizes, ints >= 1; got {sizes!r}")
+    for name, v in (("p_in", p_in), ("p_out", p_out)):
+        if not real(v) or not 0.0 <= float(v) <= 1.0:
+            raise ValueError(f"{where}: `{name}` must be a probability in [0, 1]; got {v!r}")
+    for name, v in (("degree_correction", degree_correction), ("feature_signal", feature_signal)):
+        if not real(v) or not (math.isfinite(float(v)) and float(v) >= 0):
+            raise ValueError(f"{where}: `{name}` must be a finite number >= 0; got {v!r}")
+    if not count(num_features) or num_features < 1:
+        raise ValueError(f"{where}: `num_features` must be an int >= 1; got {num_features!r}")
+    if not count(seed) or not 0 <= seed < 2**32:
+        raise ValueError(f"{where}: `seed` must be an int in [0, 2**32); got {seed!r}")
+
+
 def synthetic_sbm(
     sizes: tuple[int, ...] = (60, 60, 60, 60),
     p_in: float = 0.15,
@@ -120,6 +157,7 @@ def synthetic_sbm(
     `feature_signal ·` (the community's random centroid) plus standard normal noise, so they
     correlate with the communities. Labels are the communities.
     """
+    _check_sbm(sizes, p_in, p_out, degree_correction, num_features, feature_signal, seed)
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(len(sizes)), sizes)
     n = labels.size

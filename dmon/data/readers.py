@@ -297,10 +297,17 @@ def load_features(path: str | Path, num_nodes: int | None = None) -> np.ndarray:
     except GraphFormatError:
         raise
     except (ValueError, UnicodeDecodeError) as err:
+        if path.suffix == ".npy" and "allow_pickle" in str(err):  # NumPy's words mislead
+            raise GraphFormatError(
+                f"{path}: not a NumPy .npy array file (no .npy header; a text file? name it "
+                ".csv, .tsv or .txt)"
+            ) from None
         raise GraphFormatError(f"{path}: not a numeric feature matrix ({err})") from None
     except OSError as err:
         raise GraphFormatError(f"{path}: cannot read ({err.strerror or err})") from None
     f = np.asarray(f)
+    if f.ndim == 2 and f.shape[1] == 0:
+        raise GraphFormatError(f"{path}: features have no columns (shape {f.shape}); F >= 1")
     if f.ndim != 2 or (num_nodes is not None and f.shape[0] != num_nodes):
         want = "N" if num_nodes is None else f"N = {num_nodes} nodes"
         raise GraphFormatError(

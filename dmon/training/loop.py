@@ -327,7 +327,14 @@ def _restore(engine: Engine, path: str | Path, run: dict[str, Any], epochs: int)
     names = [key for key, _ in state.model] + [key for key, _ in state.optimizer]
     if names != [*PARAMS, *(f"m/{p}" for p in PARAMS), *(f"v/{p}" for p in PARAMS)]:
         raise ckpt.CheckpointError(f"{path}: its variables do not match this model's; start afresh")
-    engine.set_state([a for _, a in (*state.model, *state.optimizer)])
+    arrays = [a for _, a in (*state.model, *state.optimizer)]
+    for name, have, want in zip(names, arrays, engine.state(), strict=True):
+        if tuple(have.shape) != tuple(want.shape):  # an edited file: no raw framework error
+            raise ckpt.CheckpointError(
+                f"{path}: variable {name} has shape {tuple(have.shape)}, this model's "
+                f"{tuple(want.shape)}; start afresh"
+            )
+    engine.set_state(arrays)
     return state
 
 

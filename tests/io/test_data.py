@@ -180,3 +180,36 @@ def test_integer_ids_are_indices_and_features_attach(tmp_path) -> None:
         data.load_features(tmp_path / "f.npy", 5)
     (tmp_path / "names.csv").write_text("alice,bob\nbob,carol\n")
     assert data.load(str(tmp_path / "names.csv")).node_names == ["alice", "bob", "carol"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"p_in": float("nan")}, "`p_in` must be a probability in [0, 1]; got nan"),
+        ({"p_out": 1.5}, "`p_out` must be a probability in [0, 1]; got 1.5"),
+        ({"p_in": True}, "`p_in` must be a probability in [0, 1]; got True"),
+        ({"sizes": (30, 0)}, "`sizes` must be community sizes, ints >= 1"),
+        ({"num_features": 0}, "`num_features` must be an int >= 1; got 0"),
+        ({"degree_correction": float("inf")}, "`degree_correction` must be a finite number"),
+        ({"seed": -1}, "`seed` must be an int in [0, 2**32)"),
+    ],
+)
+def test_synthetic_sbm_refuses_what_is_no_model(kwargs, message) -> None:
+    with pytest.raises(ValueError) as info:
+        data.synthetic_sbm(**kwargs)
+    assert str(info.value) == f"dmon.data.synthetic_sbm: {message}" or message in str(info.value)
+
+
+def test_features_files_that_are_no_matrix_are_named(tmp_path) -> None:
+    text = tmp_path / "feats.npy"
+    text.write_text("1,2\n3,4\n")  # a CSV given a .npy name
+    with pytest.raises(data.GraphFormatError, match=r"not a NumPy .npy array file.*a text file"):
+        data.load_features(text)
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((5, 0)))
+    with pytest.raises(data.GraphFormatError, match=r"features have no columns \(shape \(5, 0\)\)"):
+        data.load_features(empty)
+    graph = data.synthetic_sbm(sizes=(5, 5))
+    graph.features = np.zeros((10, 0), np.float32)
+    with pytest.raises(data.GraphFormatError, match=r"N = 10 nodes and F >= 1; got \(10, 0\)"):
+        data.check_graph(graph.name, graph.adjacency, graph.features, graph.labels)

@@ -175,3 +175,15 @@ def test_resume_refuses_a_checkpoint_of_another_run(keras_backend: str, tmp_path
     assert len(res.stderr.strip().splitlines()) == 1
     res = _dmon(keras_backend, tmp_path / "empty", "--resume")
     assert res.returncode == 2 and "--resume: no checkpoint in" in res.stderr, res.stderr
+    # a checkpoint whose weights were edited to another shape: one line, not a raw error
+    import json
+
+    with np.load(out / "checkpoint.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    first = next(k for k in arrays if k.startswith("model_"))
+    arrays[first] = arrays[first][:-1]
+    np.savez(out / "checkpoint.npz", **arrays)
+    json.loads(str(arrays["meta"]))  # still a readable checkpoint otherwise
+    res = _dmon(keras_backend, out, "--epochs", "20", "--resume")
+    assert res.returncode == 2 and "has shape" in res.stderr and "start afresh" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
