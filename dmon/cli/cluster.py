@@ -8,48 +8,12 @@ import os
 import re
 import signal
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 from dmon.checks import check_argument
 from dmon.cli.common import UsageError, one_line
 from dmon.training.rendezvous import RendezvousError
 from dmon.version import __version__
-
-
-def _progress(total: int) -> Any:
-    """A text progress bar with the current losses, on stderr. Says first that the first
-    epoch sets up and compiles the step (seconds of silence otherwise), then how long
-    that took."""
-    tty = sys.stderr.isatty()
-    start = time.perf_counter()
-    step = max(1, total // 20)
-    compiled = False
-    print(
-        "preparing the training step (JAX and TensorFlow compile it in the first epoch) ...",
-        file=sys.stderr,
-        flush=True,
-    )
-
-    def update(epoch: int, logs: dict[str, float]) -> None:
-        nonlocal compiled
-        if not compiled:
-            compiled = True
-            seconds = time.perf_counter() - start
-            print(f"ready after {seconds:.1f} s (epoch {epoch})", file=sys.stderr, flush=True)
-        if not tty and epoch % step and epoch != total:
-            return
-        done = int(30 * epoch / total)
-        line = (
-            f"epoch {epoch:>{len(str(total))}}/{total} [{'#' * done}{'.' * (30 - done)}] "
-            f"loss {logs['loss']:+.4f} spectral {logs['spectral_loss']:+.4f} "
-            f"cluster {logs['cluster_loss']:.4f} {time.perf_counter() - start:6.1f}s"
-        )
-        sys.stderr.write(("\r" if tty else "") + line + ("" if tty and epoch != total else "\n"))
-        sys.stderr.flush()
-
-    return update
 
 
 def _earlier_run(folder: Path) -> list[str]:
@@ -240,7 +204,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             collapse_regularization=args.collapse_regularization,
             hidden=args.hidden,
             seed=args.seed,
-            on_epoch=None if args.quiet or rank != 0 else _progress(args.epochs),
+            progress=not args.quiet and rank == 0,
             checkpoint=ckpt_path,  # every --checkpoint-every epochs; 0: at the end
             checkpoint_every=args.checkpoint_every,
             resume=args.resume,

@@ -25,6 +25,7 @@ from dmon.training.launch import Launch, check_shards
 from dmon.training.model import PARAMS, ModelSettings, initial_params
 from dmon.training.optimizer import adam_alpha
 from dmon.training.prepared import prepare
+from dmon.training.progress import progress_bar
 from dmon.training.result import ClusterResult, TrainingDiverged
 
 LOSSES = ("loss", "spectral_loss", "cluster_loss")
@@ -46,6 +47,7 @@ def cluster(
     hidden: int = 64,
     seed: int = 0,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool = False,
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 50,
     resume: bool = False,
@@ -81,7 +83,12 @@ def cluster(
         collapse_regularization: weight of the collapse loss (1.0).
         hidden: GCN units (64).
         seed: the initial weights and the dropout masks.
-        on_epoch: called as `on_epoch(epoch, logs)` after every epoch (progress bars).
+        on_epoch: called as `on_epoch(epoch, logs)` for every epoch, `epoch` counted
+            from 1 and `logs` `{"loss", "spectral_loss", "cluster_loss"}` (floats). The
+            losses are read from the device in batches (at most every
+            `dmon.training.loop.READ_EVERY_S` seconds, and at each checkpoint), so calls
+            come in bursts; the first comes right after the first epoch, which compiles.
+        progress: print `dmon cluster`'s progress bar on stderr (with `on_epoch`, both).
         checkpoint: a `.npz` path for training checkpoints (see `dmon.checkpoint`):
             weights, Adam's moments and the history, written atomically (by process 0)
             every `checkpoint_every` epochs, at the last epoch and when interrupted.
@@ -139,6 +146,8 @@ def cluster(
     if checkpoint is not None:  # before training, not at the first checkpoint
         _check_checkpoint_folder(Path(checkpoint))
     name = select_backend(backend)
+    if progress:  # from here: the silence of setting up and compiling is explained
+        on_epoch = _both(progress_bar(epochs), on_epoch)
     kind = engine_class(name)
     if launch is not None:
         try:
@@ -309,6 +318,20 @@ def evaluate(graph: Graph, assignments: np.ndarray) -> dict[str, Any]:
         out["nmi"] = metrics.nmi(graph.labels, assignments)
         out.update(metrics.pairwise_scores(graph.labels, assignments))
     return out
+
+
+def _both(
+    first: Callable[[int, dict[str, float]], None],
+    second: Callable[[int, dict[str, float]], None] | None,
+) -> Callable[[int, dict[str, float]], None]:
+    if second is None:
+        return first
+
+    def call(epoch: int, logs: dict[str, float]) -> None:
+        first(epoch, logs)
+        second(epoch, logs)
+
+    return call
 
 
 def _restore(engine: Engine, path: str | Path, run: dict[str, Any], epochs: int) -> ckpt.Checkpoint:

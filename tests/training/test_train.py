@@ -230,3 +230,24 @@ def test_torch_dropout_multiplier_is_unbiased_and_a_function_of_its_seed() -> No
     np.testing.assert_array_equal(torch_keep(torch, shape, rate, 11, "cpu").numpy(), keep)
     other = torch_keep(torch, shape, rate, 12, "cpu").numpy()
     assert 0.3 < np.mean(other != keep) < 0.5  # independent masks differ in 2·0.3·0.7 = 42%
+
+
+def test_python_progress_is_the_commands_bar_and_calls_on_epoch_too(capsys) -> None:
+    """`dmon.cluster(progress=True)`: the command's lines on stderr (preparing, ready,
+    the bar up to the last epoch), and the user's `on_epoch` still sees every epoch."""
+    keras = pytest.importorskip("keras")
+    pytest.importorskip(keras.backend.backend())
+    import dmon
+
+    seen: list[int] = []
+    result = dmon.cluster(
+        dmon.data.synthetic_sbm(sizes=(20, 20)), 2, epochs=12, progress=True,
+        on_epoch=lambda epoch, logs: seen.append(epoch),
+    )  # fmt: skip
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("preparing the training step") and err[1].startswith("ready after")
+    assert err[-1].startswith("epoch 12/12 [") and "cluster " in err[-1]
+    assert seen == list(range(1, 13))
+    assert result.ms_per_epoch == pytest.approx(
+        1e3 * (result.seconds - result.first_epoch_seconds) / 11
+    )
