@@ -155,10 +155,13 @@ def check_graph(source: str, a: Any, features: Any, labels: Any) -> None:
         raise GraphFormatError(f"{source}: {n} nodes; at most {MAX_NODES} are supported")
     _check_values(source, "edge weights", a.data, non_negative=True)
     if features is not None:
-        if features.ndim != 2 or features.shape[0] != n or features.shape[1] < 1:
+        if features.ndim != 2 or features.shape[0] != n:
             raise GraphFormatError(
-                f"{source}: features must have shape (N, F) with N = {n} nodes and F >= 1; "
-                f"got {features.shape}"
+                f"{source}: features must have shape (N, F) with N = {n} nodes; got {features.shape}"
+            )
+        if features.shape[1] < 1:
+            raise GraphFormatError(
+                f"{source}: features have no columns (shape {features.shape}); F >= 1"
             )
         _check_values(source, "features", features.data if sparse.issparse(features) else features)
     if labels is not None:

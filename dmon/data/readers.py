@@ -298,9 +298,14 @@ def load_features(path: str | Path, num_nodes: int | None = None) -> np.ndarray:
         raise
     except (ValueError, UnicodeDecodeError) as err:
         if path.suffix == ".npy" and "allow_pickle" in str(err):  # NumPy's words mislead
+            with path.open("rb") as fh:
+                npy = fh.read(6) == b"\x93NUMPY"
             raise GraphFormatError(
-                f"{path}: not a NumPy .npy array file (no .npy header; a text file? name it "
-                ".csv, .tsv or .txt)"
+                f"{path}: not a numeric feature matrix (it holds pickled Python objects, "
+                "which dmon never loads)"
+                if npy
+                else f"{path}: not a NumPy .npy array file (no .npy header; a text file? "
+                "name it .csv, .tsv or .txt)"
             ) from None
         raise GraphFormatError(f"{path}: not a numeric feature matrix ({err})") from None
     except OSError as err:

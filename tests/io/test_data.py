@@ -211,5 +211,7 @@ def test_features_files_that_are_no_matrix_are_named(tmp_path) -> None:
         data.load_features(empty)
     graph = data.synthetic_sbm(sizes=(5, 5))
     graph.features = np.zeros((10, 0), np.float32)
-    with pytest.raises(data.GraphFormatError, match=r"N = 10 nodes and F >= 1; got \(10, 0\)"):
+    with pytest.raises(
+        data.GraphFormatError, match=r"features have no columns \(shape \(10, 0\)\)"
+    ):
         data.check_graph(graph.name, graph.adjacency, graph.features, graph.labels)
