@@ -112,10 +112,7 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--dropout", type=float, default=0.5, help="dropout on the logits (default 0.5)")
     c.add_argument(
-        "--collapse-regularization",
-        type=float,
-        default=1.0,
-        help="weight of the cluster loss (default 1, the paper's)",
+        "--collapse-regularization", type=float, default=1.0, help="cluster loss weight (default 1)"
     )
     c.add_argument("--hidden", type=int, default=64, help="GCN units (default 64)")
     c.add_argument(

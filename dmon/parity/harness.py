@@ -115,7 +115,9 @@ def compare_backends(
         results, seconds = _run_all(
             run, model_path, inputs_path, work, dtype, grads, list(imports), timeout, reference
         )
-    return compare(run, skipped, results, seconds, rtol, atol, dtype, judged)
+    return compare(
+        run, skipped, results, seconds, rtol=rtol, atol=atol, dtype=dtype, reference=judged
+    )
 
 
 def assert_backend_parity(*args: Any, **kwargs: Any) -> ParityReport:
@@ -129,9 +131,7 @@ def assert_backend_parity(*args: Any, **kwargs: Any) -> ParityReport:
 
 def _model_file(model: Any, work: Path) -> Path:
     if isinstance(model, str | os.PathLike):
-        path = Path(model)
-        if not path.is_file():
-            raise ParityUsageError(f"{path}: no such model file")
+        path = _existing(model, "model")
         if path.suffix != ".keras":
             raise ParityUsageError(f"{path}: expected a .keras model file")
         _check_archive(path)
@@ -142,6 +142,13 @@ def _model_file(model: Any, work: Path) -> Path:
         )
     path = work / "model.keras"
     model.save(path)
+    return path
+
+
+def _existing(name: str | os.PathLike[str], what: str) -> Path:
+    path = Path(name)
+    if not path.is_file():
+        raise ParityUsageError(f"{path}: no such {what} file")
     return path
 
 
@@ -180,9 +187,7 @@ def _layer_modules(model: Any) -> list[str]:
 
 def _inputs_file(inputs: Any, work: Path) -> Path:
     if isinstance(inputs, str | os.PathLike):
-        path = Path(inputs)
-        if not path.is_file():
-            raise ParityUsageError(f"{path}: no such inputs file")
+        path = _existing(inputs, "inputs")
         try:
             with np.load(path, allow_pickle=False) as z:
                 if not hasattr(z, "files"):

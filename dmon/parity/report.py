@@ -187,6 +187,7 @@ def compare(
     skipped: dict[str, str],
     results: dict[str, dict[str, Any]],
     seconds: dict[str, float],
+    *,
     rtol: float,
     atol: float,
     dtype: str,

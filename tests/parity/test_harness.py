@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import installed, subprocess_env
+from helpers import importable_module, installed, subprocess_env
 
 INSTALLED = [b for b in ("jax", "tensorflow", "torch") if installed(b)]
 pytestmark = pytest.mark.skipif(
@@ -56,10 +56,7 @@ LAYERS = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def skew_module(tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder = tmp_path_factory.mktemp("userlayers")
-    (folder / "skewlayers.py").write_text(LAYERS)
-    sys.path.insert(0, str(folder))
-    return str(folder)
+    return importable_module(tmp_path_factory.mktemp("userlayers"), "skewlayers", LAYERS)
 
 
 def _inputs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

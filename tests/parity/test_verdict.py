@@ -9,14 +9,13 @@ to differ under one backend (in float32 only, or by 1e-3 relative).
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import DATASETS
-from helpers import installed
+from helpers import importable_module, installed
 
 from dmon.parity import verdict
 
@@ -112,10 +111,7 @@ LAYERS = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def precision_module(tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder = tmp_path_factory.mktemp("precisionlayers")
-    (folder / "precisionlayers.py").write_text(LAYERS)
-    sys.path.insert(0, str(folder))
-    return str(folder)
+    return importable_module(tmp_path_factory.mktemp("precisionlayers"), "precisionlayers", LAYERS)
 
 
 def _cora_model(layers: int, extra: str | None = None):

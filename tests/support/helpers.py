@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,11 @@ def pool_objective(x: Any, adj: Any, logits: Any) -> Any:
 
 SUPPORT = Path(__file__).parent
 """This folder: the worker scripts that tests run in their own processes."""
+
+
+def importable_module(folder: Path, name: str, source: str) -> str:
+    """`source` as module `name` in `folder`, importable here and by subprocesses (which
+    get this `sys.path`): users' custom layers for the parity harness. Returns `folder`."""
+    (folder / f"{name}.py").write_text(source)
+    sys.path.insert(0, str(folder))
+    return str(folder)
