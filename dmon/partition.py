@@ -1,11 +1,12 @@
-"""Split a graph into contiguous node blocks, one per shard, balanced by edges (NumPy only).
+"""Split a graph into node blocks, one per shard, balanced by edges (NumPy only).
 
-Shard `p` holds nodes `bounds[p] : bounds[p + 1]` (the graph's own order, so that gathering
-the shards back is a concatenation), their rows of the adjacency (every edge whose source
-is local; the target stays a global id) and their rows of any node array. Every shard is
+Shard `p` holds nodes `order[bounds[p] : bounds[p + 1]]` (`dmon.partitioners`: METIS's
+parts, or contiguous id ranges with `order` the graph's own), their rows of the adjacency
+(every edge whose source is local) and their rows of any node array. Every shard is
 padded to the same `block` rows, as JAX's `shard_map` needs equal blocks: padding rows
-are marked invalid and have no edges. A target id `j` of block `q` becomes
-`q * block + (j - bounds[q])`, its row in the all-gathered `(P * block, ·)` array.
+are marked invalid and have no edges. A target at row `r` of block `q` becomes
+`q * block + r`, its row in the all-gathered `(P * block, ·)` array; with a halo exchange
+(`dmon.halo`), its row in `[own block; received halo rows]`.
 
 Blocks balance work, not only nodes: node `i` weighs `1 + (its edge count)`, so a shard of
 hubs gets fewer nodes (`docs/distributed.md`).
@@ -19,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from dmon.halo import HaloCounts, check_exchange, halo_counts, padded_layout, use_halo
+from dmon.partitioners import assign, resolve_method
+
 
 @dataclass(frozen=True)
 class Partition:
@@ -28,13 +32,14 @@ class Partition:
     num_nodes: int
     num_graphs: int
     bounds: np.ndarray
-    """`(P + 1,)` int64: shard `p` holds nodes `bounds[p]` to `bounds[p + 1] - 1`."""
+    """`(P + 1,)` int64: shard `p` holds nodes `order[bounds[p] : bounds[p + 1]]`."""
     block: int
     """Rows per shard after padding (the largest block, at least 1)."""
     row: np.ndarray
     """`(P, E_max)` int32 local source row of every edge (0 for padding edges)."""
     col: np.ndarray
-    """`(P, E_max)` int32 target as a row of the gathered `(P * block, ·)` array."""
+    """`(P, E_max)` int32 target as a row of the gathered `(P * block, ·)` array, or with
+    `send`, of `[own block; received halo]` (`dmon.halo`'s padded layout)."""
     weight: np.ndarray
     """`(P, E_max)` float64 edge weight (0 for padding edges)."""
     valid: np.ndarray
@@ -47,6 +52,14 @@ class Partition:
     """`K > 0`: every shard's first `K · block` edges are in slot order (`slotted`): edge
     `j · block + i` is row `i`'s `j`-th (weight 0 where row `i` has fewer), the rest
     follow as before. `0`: edges in row order."""
+    order: np.ndarray | None = None
+    """`(N,)` int64 the nodes in shard order (ascending within a shard); `None`: the
+    graph's own order (contiguous blocks)."""
+    send: np.ndarray | None = None
+    """`(P, P, H)` int32 with a halo exchange: the rows shard `q` sends to `p` at
+    `[q, p]` (`dmon.halo`); `None`: shards all-gather."""
+    send_counts: np.ndarray | None = None
+    """`(P, P)` int64 real rows of `send` (with it)."""
 
     @property
     def parts(self) -> int:
@@ -57,6 +70,21 @@ class Partition:
     def padded(self) -> bool:
         """Some shard has padding rows (fewer real nodes than `block`)."""
         return bool(self.num_nodes < self.parts * self.block)
+
+    @property
+    def exchange(self) -> str:
+        """How shards get the rows of others: `halo` or `all-gather`."""
+        return "all-gather" if self.send is None else "halo"
+
+    def halo(self) -> HaloCounts:
+        """Who needs whose rows, and the edge cut (of a partition not `slotted`)."""
+        if self.send is None or self.send_counts is None:
+            return halo_counts(self.col, self.num_edges, self.block)
+        cut = sum(
+            int(np.count_nonzero(self.col[p, : self.num_edges[p]] >= self.block))
+            for p in range(self.parts)
+        )
+        return HaloCounts(self.send_counts, cut)
 
     @property
     def nodes_per_shard(self) -> list[int]:
@@ -71,6 +99,8 @@ class Partition:
                 f"dmon.partition.Partition.scatter: `values` must have shape (N, ...) with N = "
                 f"{self.num_nodes}; got {values.shape}"
             )
+        if self.order is not None:
+            values = values[self.order]
         out = np.zeros((self.parts, self.block, *values.shape[1:]), dtype=values.dtype)
         for p in range(self.parts):
             lo, hi = self.bounds[p], self.bounds[p + 1]
@@ -91,7 +121,12 @@ class Partition:
                 f"({self.parts * self.block}, ...); got {sharded.shape}"
             )
         sizes = np.diff(self.bounds)
-        return np.concatenate([sharded[p, : sizes[p]] for p in range(self.parts)], axis=0)
+        ordered = np.concatenate([sharded[p, : sizes[p]] for p in range(self.parts)], axis=0)
+        if self.order is None:
+            return ordered
+        out = np.empty_like(ordered)
+        out[self.order] = ordered
+        return out
 
     def shard(self, p: int) -> dict[str, np.ndarray]:
         """Shard `p`'s arrays (`row`, `col`, `weight`, `valid`, `batch`)."""
@@ -116,8 +151,10 @@ def partition(
     batch: Any = None,
     *,
     like: Partition | None = None,
+    method: str = "contiguous",
+    exchange: str = "all-gather",
 ) -> Partition:
-    """Split a graph into `parts` contiguous node blocks balanced by edges.
+    """Split a graph into `parts` node blocks balanced by edges.
 
     Args:
         edge_index: `(2, E)` integer source/target ids in `[0, num_nodes)` (PyG's form).
@@ -126,11 +163,17 @@ def partition(
         edge_weight: `(E,)` non-negative weights (default 1).
         batch: `(N,)` graph id of every node for several graphs in one (PyG's `batch`);
             ids in `[0, B)`; no edge may join two graphs.
-        like: another partition of the same nodes whose blocks to keep (e.g. for the
-            normalised adjacency of a GCN, beside the adjacency's own).
+        like: another partition of the same nodes whose blocks and exchange to keep
+            (e.g. for the normalised adjacency of a GCN, beside the adjacency's own).
+        method: `contiguous` id ranges (the graph's order), `metis` (`pymetis`: few
+            edges cross shards), or `auto`, METIS when installed (`dmon.partitioners`).
+        exchange: `all-gather` every shard's rows, `halo` (only the rows a shard's edges
+            reference, `dmon.halo`), or `auto`, the halo when it is at most
+            `dmon.halo.HALO_SHARE` of the all-gather's rows.
 
     Returns:
-        A `Partition`. Cost `O(E + N)` time and memory.
+        A `Partition`. Cost `O(E + N)` time and memory (`O(E log E)` for a halo), plus
+        METIS's.
 
     Raises:
         TypeError / ValueError: naming the argument, its shape or dtype and what was
@@ -192,19 +235,20 @@ def partition(
                 f"{where}: `like` splits {like.num_nodes} nodes into {like.parts} shards; "
                 f"this graph has {n} nodes and {p} shards"
             )
-        bounds = like.bounds
-    else:  # contiguous blocks of about equal work (1 per node + 1 per edge it sends)
-        work = np.cumsum(1 + np.bincount(ei[0], minlength=n))
-        targets = work[-1] * np.arange(1, p) / p
-        bounds = np.concatenate([[0], np.searchsorted(work, targets, side="left") + 1, [n]])
-        bounds = np.minimum(np.maximum.accumulate(bounds), n).astype(np.int64)
+        nodes, bounds = like.order, like.bounds
+    else:
+        nodes, bounds = assign(ei, n, p, resolve_method(method, where))
     sizes = np.diff(bounds)
     block = max(int(sizes.max()), 1)
 
-    owner = np.searchsorted(bounds, np.arange(n), side="right") - 1  # shard of every node
-    position = owner * block + (np.arange(n) - bounds[owner])  # row in the gathered array
-    order = np.argsort(ei[0], kind="stable")  # edges by source, so by shard
-    src, dst, wt = ei[0, order], ei[1, order], w[order]
+    # every node's place in shard order, its shard, and its row in the gathered array
+    place = np.arange(n) if nodes is None else np.empty(n, np.int64)
+    if nodes is not None:
+        place[nodes] = np.arange(n)
+    owner = np.searchsorted(bounds, place, side="right") - 1
+    position = owner * block + (place - bounds[owner])
+    by_source = np.argsort(place[ei[0]], kind="stable")  # edges by source, so by shard
+    src, dst, wt = ei[0, by_source], ei[1, by_source], w[by_source]
     edge_owner = owner[src]
     num_edges = np.bincount(edge_owner, minlength=p).astype(np.int64)
     e_max = max(int(num_edges.max()) if e else 0, 1)
@@ -216,12 +260,32 @@ def partition(
     starts = np.concatenate([[0], np.cumsum(num_edges)])
     for q in range(p):
         lo, hi = starts[q], starts[q + 1]
-        row[q, : hi - lo] = src[lo:hi] - bounds[q]
+        row[q, : hi - lo] = place[src[lo:hi]] - bounds[q]
         col[q, : hi - lo] = position[dst[lo:hi]]
         weight[q, : hi - lo] = wt[lo:hi]
         valid[q, : sizes[q]] = True
-        graph[q, : sizes[q]] = b[bounds[q] : bounds[q + 1]]
-    return Partition(n, num_graphs, bounds, block, row, col, weight, valid, graph, num_edges)
+        ids = (
+            np.arange(bounds[q], bounds[q + 1])
+            if nodes is None
+            else nodes[bounds[q] : bounds[q + 1]]
+        )
+        graph[q, : sizes[q]] = b[ids]
+    part = Partition(
+        n, num_graphs, bounds, block, row, col, weight, valid, graph, num_edges, order=nodes
+    )
+    if like is not None:
+        if like.send is None:
+            return part
+        halo = part.halo()
+    else:
+        check_exchange(exchange, where)
+        if p == 1 or exchange == "all-gather":
+            return part
+        halo = part.halo()
+        if not use_halo(exchange, halo, block):
+            return part
+    send, col = padded_layout(col, num_edges, block, halo)
+    return dataclasses.replace(part, col=col, send=send, send_counts=halo.send_counts)
 
 
 # On XLA:CPU a scattered edge (gather, then segment sum) costs about as much as this many

@@ -59,7 +59,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "dmon.adjacency",
         ),
     ),
-    ("sharding", ("dmon.partition", "dmon.distributed", "dmon.backends.*.collectives")),
+    (
+        "sharding",
+        (
+            "dmon.partition",
+            "dmon.partitioners",
+            "dmon.halo",
+            "dmon.distributed",
+            "dmon.backends.*.collectives",
+        ),
+    ),
     ("data", ("dmon.data", "dmon.data.*", "dmon.metrics", "dmon.checkpoint", "dmon.plots")),
     ("training", ("dmon.training", "dmon.training.*", "dmon.backends.*.engine")),
     (
