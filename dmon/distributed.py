@@ -6,13 +6,14 @@ Every DMoN quantity is a sum over nodes. Shard `p` holds its nodes' rows (`dmon.
 and per step:
 
     S_p  = softmax(logits_p)                        local
-    S    = all_gather(S_p)                          (N, C) on every shard
+    S    = all_gather(S_p)                          (N, C) on every shard, or
+    S    = [S_p; halo rows of other shards]         an all-to-all (`dmon.halo`)
     [AS | d]_p = A_p [S | 1]                        local rows, global columns
     SᵀAS, Sᵀd, SᵀS, SᵀX = all_sum(S_pᵀ [AS | d | S | X]_p)   (C, ·) sums
 
 and the losses follow from the sums alone (`dmon.objective.outputs`, the code of the
 one-device pool). Gradients flow through the collectives by autodiff (the transpose of an
-all-gather is a reduce-scatter). Nothing here imports a framework: each backend's
+all-gather is a reduce-scatter, of an all-to-all the reverse all-to-all). Nothing here imports a framework: each backend's
 collectives and placement of a partition are in `dmon.backends.<name>.collectives`.
 """
 
@@ -53,6 +54,13 @@ class Collectives(Protocol):
         """Elementwise sum over the shards, on every shard."""
         ...
 
+    def exchange(self, x: Array, send: Array, splits: Any = None) -> Array:
+        """The halo exchange (`dmon.halo`): rows `send` of `(block, K)` `x` go to their
+        peers; returns the rows received, peer by peer. `send` is `(P, H)` (padded
+        layout, `splits` `None`) or the rows for every peer in one vector with
+        `splits = (rows sent to each peer, rows received from each)` (exact layout)."""
+        ...
+
     def sum_gradients(self, params: list[Any]) -> None:
         """Sum every parameter's `.grad` over the shards, where autodiff leaves each
         shard its own part (torch); nothing where autodiff of the collectives already
@@ -69,13 +77,17 @@ class LocalCollectives:
     def all_sum(self, x: Array) -> Array:
         return x
 
+    def exchange(self, x: Array, send: Array, splits: Any = None) -> Array:
+        raise ValueError("dmon.distributed: one shard has no halo to exchange")
+
     def sum_gradients(self, params: list[Any]) -> None:
         del params
 
 
 class Shard:
-    """One shard's graph: its edges (local source row, target row of the gathered array,
-    weight), its valid rows and their graph ids, as arrays of one framework.
+    """One shard's graph: its edges (local source row, target row of the gathered array
+    or, with `send`, of `[own rows; received halo]`, weight), its valid rows and their
+    graph ids, as arrays of one framework.
 
     Each backend places one (`dmon.backends.<name>.collectives`); with JAX, a `Shard` of
     global arrays (`jax_shards`) is passed to `jax.shard_map` with
@@ -92,8 +104,13 @@ class Shard:
         symmetric: bool = False,
         slots: int = 0,
         padded: bool = True,
+        send: Array | None = None,
+        splits: tuple[list[int], list[int]] | None = None,
     ) -> None:
         self.row, self.col, self.weight = row, col, weight
+        # the halo exchange (Collectives.exchange) in place of the all-gather: the rows
+        # to send, and for the exact layout the counts sent to and received from each peer
+        self.send, self.splits = send, splits
         self.valid, self.batch, self.num_graphs = valid, batch, int(num_graphs)
         # index structures a backend derives from the edges (torch's CSR and its
         # transpose, TensorFlow's indices), built on first use; not part of the pytree
@@ -112,11 +129,13 @@ class Shard:
         self.constant = False
 
     def arrays(self) -> tuple[Array, ...]:
-        return (self.row, self.col, self.weight, self.valid, self.batch)
+        base = (self.row, self.col, self.weight, self.valid, self.batch)
+        return base if self.send is None else (*base, self.send)
 
 
 def shard_spmm(shard: Shard, h: Array, comm: Collectives) -> Array:
-    """`A_p H`: this shard's rows of `A H` with `H = all_gather(h)`.
+    """`A_p H`: this shard's rows of `A H` with `H = all_gather(h)`, or with
+    `H = [h; the halo rows received]` when `shard.send` is set.
 
     Args:
         shard: this shard's graph (for a GCN layer, a partition of
@@ -128,7 +147,10 @@ def shard_spmm(shard: Shard, h: Array, comm: Collectives) -> Array:
         `(block, K)`.
     """
     ops = get_backend(h)
-    full = comm.all_gather(h)
+    if shard.send is None:
+        full = comm.all_gather(h)
+    else:
+        full = ops.concat([h, comm.exchange(h, shard.send, shard.splits)], axis=0)
     block, cols = _static(ops.shape(h)[0]), _static(ops.shape(full)[0])
     weight = ops.astype(shard.weight, ops.dtype_name(h))
     symmetric = shard.symmetric and block == cols
@@ -178,8 +200,9 @@ def shard_pool(
         pooled `x` `(B, C, F)`, `adj` `(B, C, C)` and the three losses of the whole
         batch of `B` graphs, identical on every shard.
 
-    Communication per call: one all-gather of `(N, C)` and one all-reduce of
-    `B·C·(2C + F + 1) + B` numbers (`docs/distributed.md`).
+    Communication per call: one all-gather of `(N, C)` (or the halo exchange of the
+    rows this shard's edges reference) and one all-reduce of `B·C·(2C + F + 1) + B`
+    numbers (`docs/distributed.md`).
     """
     where = "dmon.distributed.shard_pool"
     gamma = check_resolution(where, resolution)

@@ -29,6 +29,14 @@ class JaxCollectives:
     def all_sum(self, x: Any) -> Any:
         return self._lax.psum(x, self.axis_name)
 
+    def exchange(self, x: Any, send: Any, splits: Any = None) -> Any:
+        """`lax.all_to_all` of `(P, H, K)` chunks (`dmon.halo`'s padded layout: XLA's
+        collectives take equal chunks); autodiff transposes it to the reverse one."""
+        del splits
+        chunks = x[send]
+        got = self._lax.all_to_all(chunks, self.axis_name, 0, 0, tiled=True)
+        return got.reshape(-1, *x.shape[1:])
+
     def sum_gradients(self, params: list[Any]) -> None:
         del params  # JAX's autodiff of the collectives already sums them
 
@@ -45,8 +53,8 @@ def register_shard_pytree() -> None:
     import jax
 
     def unflatten(aux: tuple[int, bool, int, bool], arrays: tuple[Any, ...]) -> Shard:
-        row, col, weight, valid, batch = arrays
-        return Shard(row, col, weight, valid, batch, *aux)
+        row, col, weight, valid, batch, *send = arrays
+        return Shard(row, col, weight, valid, batch, *aux, send=send[0] if send else None)
 
     jax.tree_util.register_pytree_node(
         Shard,
@@ -62,7 +70,10 @@ def shard_spec(shard: Shard, axis_name: str = AXIS) -> Shard:
     from jax.sharding import PartitionSpec
 
     p = PartitionSpec(axis_name)
-    return Shard(p, p, p, p, p, shard.num_graphs, shard.symmetric, shard.slots, shard.padded)
+    send = None if shard.send is None else p
+    return Shard(
+        p, p, p, p, p, shard.num_graphs, shard.symmetric, shard.slots, shard.padded, send=send
+    )
 
 
 def jax_shards(
@@ -96,6 +107,7 @@ def jax_shards(
         part.num_graphs,
         slots=part.slots,
         padded=part.padded,
+        send=None if part.send is None else jax_put(part.send, mesh, axis_name),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from dmon.distributed import Shard
+from dmon.halo import exact_layout
 from dmon.partition import Partition
 
 
@@ -42,6 +43,15 @@ class TorchCollectives:
 
     def all_sum(self, x: Any) -> Any:
         return _replicated_sum().apply(x, self.group)
+
+    def exchange(self, x: Any, send: Any, splits: Any = None) -> Any:
+        """`all_to_all_single` with per-peer counts (the exact layout of `dmon.halo`);
+        its backward sends the gradient rows back the same way, and `index_select`'s
+        adds them onto the rows sent."""
+        if splits is None:
+            raise ValueError("dmon.backends.torch: the halo exchange needs per-peer splits")
+        sent, received = splits
+        return _all_to_all().apply(x.index_select(0, send), sent, received, self.group)
 
     def sum_gradients(self, params: list[Any]) -> None:
         """Replace every `p.grad` by its sum over the ranks (each rank holds the part of
@@ -81,17 +91,54 @@ def _replicated_sum() -> Any:
     return _REPLICATED_SUM
 
 
+_ALL_TO_ALL: Any = None
+
+
+def _all_to_all() -> Any:
+    global _ALL_TO_ALL
+    if _ALL_TO_ALL is None:
+        import torch
+        import torch.distributed as dist
+
+        class AllToAll(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx: Any, x: Any, sent: list[int], received: list[int], group: Any) -> Any:
+                ctx.sent, ctx.received, ctx.group = sent, received, group
+                out = x.new_empty((sum(received), *x.shape[1:]))
+                dist.all_to_all_single(out, x.contiguous(), received, sent, group=group)
+                return out
+
+            @staticmethod
+            def backward(ctx: Any, grad: Any) -> Any:
+                back = grad.new_empty((sum(ctx.sent), *grad.shape[1:]))
+                dist.all_to_all_single(
+                    back, grad.contiguous(), ctx.sent, ctx.received, group=ctx.group
+                )
+                return back, None, None, None
+
+        _ALL_TO_ALL = AllToAll
+    return _ALL_TO_ALL
+
+
 def torch_shard(part: Partition, rank: int, device: Any = None, dtype: Any = None) -> Shard:
-    """Shard `rank` of `part` as torch tensors (for a process of a torchrun job)."""
+    """Shard `rank` of `part` as torch tensors (for a process of a torchrun job); a halo
+    exchange in `dmon.halo`'s exact layout (per-peer counts, no padding rows)."""
     import torch
 
     a = part.shard(rank)
+    col, send, splits = a["col"], None, None
+    if part.send is not None and part.send_counts is not None:
+        rows, sent, received, col = exact_layout(col, part.send, part.send_counts, part.block, rank)
+        send = torch.as_tensor(rows, dtype=torch.int64, device=device)
+        splits = (sent, received)
     return Shard(
         torch.as_tensor(a["row"], dtype=torch.int64, device=device),
-        torch.as_tensor(a["col"], dtype=torch.int64, device=device),
+        torch.as_tensor(col, dtype=torch.int64, device=device),
         torch.as_tensor(a["weight"], dtype=dtype or torch.float32, device=device),
         torch.as_tensor(a["valid"], device=device),
         torch.as_tensor(a["batch"], dtype=torch.int64, device=device),
         part.num_graphs,
         padded=part.padded,
+        send=send,
+        splits=splits,
     )

@@ -173,6 +173,20 @@ def parser() -> argparse.ArgumentParser:
         default=300.0,
         help="seconds start-up and each collective wait for another process (default 300)",
     )
+    d.add_argument(
+        "--partitioner",
+        choices=("auto", "metis", "contiguous"),
+        default="auto",
+        help="how nodes are split into shards: METIS (pymetis; few edges cross shards), "
+        "contiguous id ranges, or auto: METIS when installed (default)",
+    )
+    d.add_argument(
+        "--exchange",
+        choices=("auto", "halo", "all-gather"),
+        default="auto",
+        help="how a shard gets the rows of others: only those its edges reference (halo), "
+        "all of them (all-gather), or auto: the halo when it is at most half (default)",
+    )
     c.set_defaults(func=cmd_cluster)
 
     par = sub.add_parser(

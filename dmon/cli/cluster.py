@@ -135,6 +135,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         num_processes=args.num_processes,
         process_id=args.process_id,
         timeout=args.timeout,
+        partitioner=args.partitioner,
+        exchange=args.exchange,
     )
     try:
         backend = training.backend.select_backend(args.backend)
@@ -151,6 +153,11 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         or args.process_id is not None
         or kind.launched()
     )
+    if not distributed and (args.partitioner, args.exchange) != ("auto", "auto"):
+        raise UsageError(
+            "--partitioner and --exchange split a sharded run (--devices, --coordinator, or "
+            "under torchrun); this run is on one device"
+        )
     if distributed:
         from dmon.training.launch import check_shards
 
@@ -160,7 +167,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         except ValueError as err:
             # the Python API's argument names, as this command's options
             message = re.sub(
-                r"\b(devices|timeout|coordinator|num_processes|process_id)\b",
+                r"\b(devices|timeout|coordinator|num_processes|process_id|partitioner|exchange)\b",
                 lambda m: "--" + m.group(1).replace("_", "-"),
                 str(err),
             )

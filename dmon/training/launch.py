@@ -4,9 +4,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from dataclasses import dataclass
+
+from dmon.halo import EXCHANGES
+from dmon.partitioners import METHODS
 
 _HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 """A host name or IPv4 address, or a bracketed IPv6 one: what gRPC's `HOST:PORT` takes.
@@ -18,13 +22,17 @@ class Launch:
     """Where a sharded run runs. JAX: `devices` local devices per process (default all),
     and, for several processes, `jax.distributed.initialize`'s `coordinator`,
     `num_processes` and `process_id`. torch: the torchrun environment. `timeout`: seconds
-    that start-up and every collective may wait for another process."""
+    that start-up and every collective may wait for another process. `partitioner` and
+    `exchange`: how nodes are split into shards and how shards get each other's rows
+    (`dmon.partition.partition`'s `method` and `exchange`)."""
 
     devices: int | None = None
     coordinator: str | None = None
     num_processes: int | None = None
     process_id: int | None = None
     timeout: float = 300.0
+    partitioner: str = "auto"
+    exchange: str = "auto"
 
     @property
     def processes_given(self) -> bool:
@@ -44,6 +52,14 @@ def check_common(launch: Launch, processes: str | None = None) -> None:
         raise ValueError(f"devices must be an int >= 1; got {launch.devices!r}")
     if not (math.isfinite(launch.timeout) and launch.timeout > 0):
         raise ValueError(f"timeout must be a number of seconds > 0; got {launch.timeout!r}")
+    if launch.partitioner not in METHODS:
+        raise ValueError(
+            f"partitioner must be one of {', '.join(METHODS)}; got {launch.partitioner!r}"
+        )
+    if launch.partitioner == "metis" and importlib.util.find_spec("pymetis") is None:
+        raise ValueError("partitioner metis needs pymetis: pip install pymetis")
+    if launch.exchange not in EXCHANGES:
+        raise ValueError(f"exchange must be one of {', '.join(EXCHANGES)}; got {launch.exchange!r}")
     if not launch.processes_given:
         return
     if processes is not None:

@@ -27,6 +27,7 @@ from dmon.training.optimizer import adam_alpha
 from dmon.training.prepared import prepare
 from dmon.training.progress import progress_bar
 from dmon.training.result import ClusterResult, TrainingDiverged
+from dmon.training.traffic import report as sharding_report
 
 LOSSES = ("loss", "spectral_loss", "cluster_loss")
 """What every epoch records, in the order engines return it."""
@@ -161,9 +162,16 @@ def cluster(
     f = graph.features.shape[1]
     ei, w = graph.edge_index()
     model = ModelSettings(k, hidden, dropout, collapse_regularization, resolution, seed)
-    data = prepare(ei, w, graph.features, engine.parts)
+    sharding = launch or Launch()
+    data = prepare(ei, w, graph.features, engine.parts, sharding.partitioner, sharding.exchange)
     initial = initial_params(f, model)
     engine.setup(data, [initial[p] for p in PARAMS], model)
+    traffic = {}
+    if launch is not None:
+        traffic = sharding_report(
+            data.part, data.a_hat, padded=name == "jax", k=k, hidden=hidden, features=f,
+            symmetric=data.symmetric,
+        )  # fmt: skip
     del data
 
     run = {
@@ -257,6 +265,7 @@ def cluster(
             "process_id": engine.rank,
             "nodes_per_shard": engine.part.nodes_per_shard,
             "edges_per_shard": engine.part.num_edges.astype(int).tolist(),
+            **traffic,
         }
     return ClusterResult(
         assignments,

@@ -55,7 +55,12 @@ class Prepared:
 
 
 def prepare(
-    edge_index: np.ndarray, weight: np.ndarray, features: np.ndarray, parts: int
+    edge_index: np.ndarray,
+    weight: np.ndarray,
+    features: np.ndarray,
+    parts: int,
+    method: str = "contiguous",
+    exchange: str = "all-gather",
 ) -> Prepared:
     """The partition into `parts` node blocks and the features per block, with the
     cheaper of two exact forms of the GCN's `Â X W` (float32 products either way):
@@ -65,11 +70,15 @@ def prepare(
       communication).
     - sparse `X` (at most `SPARSE_FEATURES` non-zeros, as a bag of words): `Â (X W)`,
       since `Â X` would have several times the non-zeros of `X`; a step costs the
-      non-zeros of `X` and of `Â` (sharded, an all-gather of `X W`)."""
+      non-zeros of `X` and of `Â` (sharded, an all-gather of `X W`, or its halo).
+
+    `method` and `exchange`: `dmon.partition.partition`'s."""
     import scipy.sparse as sp
 
     n, f = features.shape
-    part = dist.partition(edge_index, n, parts, edge_weight=weight)
+    part = dist.partition(
+        edge_index, n, parts, edge_weight=weight, method=method, exchange=exchange
+    )
     a = sp.csr_matrix((weight, (edge_index[0], edge_index[1])), shape=(n, n))
     symmetric = (a != a.T).nnz == 0  # O(E) once per fit: a transpose is a counting sort
     if np.count_nonzero(features) <= SPARSE_FEATURES * features.size:
@@ -89,6 +98,8 @@ def prepare(
 
 def _sparse_blocks(part: dist.Partition, m: Any) -> dict[str, np.ndarray]:
     """The rows of each block of a SciPy CSR matrix as padded COO triples."""
+    if part.order is not None:
+        m = m[part.order]  # rows in shard order
     counts = [
         int(m.indptr[hi] - m.indptr[lo])
         for lo, hi in zip(part.bounds[:-1], part.bounds[1:], strict=True)

@@ -87,7 +87,8 @@ def _torchrun(nproc: int, *args: str) -> list[str]:
 
 
 def _check_pool_report(report: dict, float32: float = 1e-6, float64: float = 1e-12) -> None:
-    assert len(report) == 5  # shards + 2 cases x 2 dtypes
+    # shards + 2 cases x 2 layouts (contiguous all-gather, METIS halo) x 2 dtypes
+    assert len(report) == 9
     for case, errors in report.items():
         if case == "shards":
             continue
@@ -107,9 +108,11 @@ def test_one_shard_without_padding_rows_equals_the_whole_graph() -> None:
 
     report: dict = {"shards": 1}
     for name, c in cases().items():
-        for dtype in ("float32", "float64"):
-            report[f"{name}/{dtype}"] = torch_report(c, 1, 0, LocalCollectives(), dtype)
-            assert report[f"{name}/{dtype}"]["padded"] is False
+        for layout in ("all-gather", "halo"):  # one shard: never a halo
+            for dtype in ("float32", "float64"):
+                key = f"{name}/{layout}/{dtype}"
+                report[key] = torch_report(c, 1, 0, LocalCollectives(), dtype, layout)
+                assert report[key]["padded"] is False
     _check_pool_report(report)
 
 
@@ -184,7 +187,16 @@ def one_device(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return runs
 
 
-def _check_follows(one: Path, sharded: Path, devices: int, processes: int, backend: str) -> None:
+SPLITS = {"all-gather": ("--partitioner", "contiguous", "--exchange", "all-gather"),
+          "halo": ("--partitioner", "metis", "--exchange", "halo")}  # fmt: skip
+"""Both ways of sharding: contiguous blocks that all-gather `S` (and Cora's `X W`), and
+METIS's blocks that exchange only the halo rows (karate's identity features are sparse,
+so the halo's backward runs too)."""
+
+
+def _check_follows(
+    one: Path, sharded: Path, devices: int, processes: int, backend: str, exchange: str
+) -> None:
     a, b = _history(one), _history(sharded)
     assert a.shape == b.shape == (60, 3)
     assert np.abs(a - b).max() <= 1e-4
@@ -194,12 +206,16 @@ def _check_follows(one: Path, sharded: Path, devices: int, processes: int, backe
     assert meta["backend"] == backend
     assert meta["devices"] == devices and meta["processes"] == processes
     assert sum(meta["nodes_per_shard"]) == 34 and len(meta["nodes_per_shard"]) == devices
+    assert meta["exchange"] == exchange and len(meta["halo_per_shard"]) == devices
+    assert meta["partitioner"] == ("metis" if exchange == "halo" else "contiguous")
+    assert 0 < meta["edge_cut"] <= 156 and meta["bytes_per_step"] > 0  # karate: 156 stored
 
 
 @needs_keras
 @pytest.mark.skipif(not installed("jax"), reason="needs jax")
+@pytest.mark.parametrize("exchange", SPLITS)
 def test_cluster_on_four_simulated_jax_devices_follows_one_device(
-    one_device: dict[str, Path], tmp_path: Path
+    one_device: dict[str, Path], tmp_path: Path, exchange: str
 ) -> None:
     proc = _run(
         [
@@ -212,12 +228,13 @@ def test_cluster_on_four_simulated_jax_devices_follows_one_device(
             "jax",
             "--devices",
             "4",
+            *SPLITS[exchange],
             "--out",
             str(tmp_path),
         ]
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    _check_follows(one_device["jax"], tmp_path, devices=4, processes=1, backend="jax")
+    _check_follows(one_device["jax"], tmp_path, 4, 1, "jax", exchange)
 
 
 @needs_keras
@@ -225,7 +242,9 @@ def test_cluster_on_four_simulated_jax_devices_follows_one_device(
 def test_cluster_on_two_jax_processes_follows_one_device(
     one_device: dict[str, Path], tmp_path: Path
 ) -> None:
-    procs = _jax_processes(*CLUSTER_ARGS, "--out", str(tmp_path), "--timeout", "120")
+    procs = _jax_processes(
+        *CLUSTER_ARGS, *SPLITS["halo"], "--out", str(tmp_path), "--timeout", "120"
+    )
     try:
         results = [p.communicate(timeout=600) for p in procs]
     finally:
@@ -234,22 +253,20 @@ def test_cluster_on_two_jax_processes_follows_one_device(
     for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err[-3000:]
     assert "outputs in" in results[0][0] and "outputs in" not in results[1][0]
-    _check_follows(one_device["jax"], tmp_path, devices=2, processes=2, backend="jax")
+    _check_follows(one_device["jax"], tmp_path, 2, 2, "jax", "halo")
 
 
 @needs_keras
 @pytest.mark.skipif(not installed("torch"), reason="needs torch")
+@pytest.mark.parametrize("exchange", SPLITS)
 def test_cluster_on_two_torch_processes_follows_one_device(
-    one_device: dict[str, Path], tmp_path: Path
+    one_device: dict[str, Path], tmp_path: Path, exchange: str
 ) -> None:
-    proc = _run(
-        _torchrun(
-            2, "-m", "dmon", "cluster", *CLUSTER_ARGS, "--backend", "torch", "--out", str(tmp_path)
-        )
-    )
+    args = (*CLUSTER_ARGS, *SPLITS[exchange], "--backend", "torch", "--out", str(tmp_path))
+    proc = _run(_torchrun(2, "-m", "dmon", "cluster", *args))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("outputs in") == 1  # process 0 alone writes and reports
-    _check_follows(one_device["torch"], tmp_path, devices=2, processes=2, backend="torch")
+    _check_follows(one_device["torch"], tmp_path, 2, 2, "torch", exchange)
 
 
 @needs_keras

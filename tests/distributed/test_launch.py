@@ -70,6 +70,10 @@ def _jax_job(coordinator: str, process_id: int = 0) -> list[str]:
         (_jax_job("127.0.0.1:1:5"), "--coordinator must be HOST:PORT"),
         (_jax_job("[::1]:70000"), "--coordinator must be HOST:PORT"),
         (["--backend", "jax", "--devices", "100000"], "--devices: 100000 shards for a graph of 34"),
+        (
+            ["--backend", "jax", "--exchange", "halo"],
+            "--partitioner and --exchange split a sharded",
+        ),
     ],
 )
 def test_cli_refuses_a_launch_that_cannot_work(
