@@ -95,3 +95,14 @@ def keep_freed_memory() -> Iterator[bool]:
                 libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
                 libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
                 libc.malloc_trim(0)
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory in MB, or `None` where the platform does not
+    say (no `resource` module)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return float(kib / (1 << 20) if sys.platform == "darwin" else kib / 1024)

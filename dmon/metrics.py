@@ -15,8 +15,10 @@ import numpy as np
 
 __all__ = [
     "average_conductance",
+    "cluster_weights",
     "conductance",
     "coverage",
+    "graph_scores",
     "modularity",
     "nmi",
     "pairwise_scores",
@@ -72,15 +74,19 @@ class _Sums:
     """A hard clustering's sums: weight inside each cluster `L_c` (each undirected edge
     in both directions), out- and in-volume per cluster, total weight `W = Σ A_ij`."""
 
-    def __init__(self, adj: Any, labels: Any) -> None:
-        a = _csr(adj)
-        p = _one_hot(_labels(labels, a.shape[0]))
-        between = (p.T @ a @ p).toarray()  # (K, K) weight from cluster to cluster
+    def __init__(self, between: np.ndarray, directed: bool) -> None:
         self.intra = np.diag(between).copy()
         self.out_vol = between.sum(axis=1)
         self.in_vol = between.sum(axis=0)
         self.total = float(between.sum())
-        self.directed = (a != a.T).nnz > 0
+        self.directed = directed
+
+    @classmethod
+    def of(cls, adj: Any, labels: Any) -> _Sums:
+        a = _csr(adj)
+        p = _one_hot(_labels(labels, a.shape[0]))
+        between = (p.T @ a @ p).toarray()  # (K, K) weight from cluster to cluster
+        return cls(between, (a != a.T).nnz > 0)
 
     @property
     def cut(self) -> np.ndarray:
@@ -89,6 +95,43 @@ class _Sums:
         if self.directed:
             return self.out_vol + self.in_vol - 2 * self.intra
         return self.out_vol - self.intra
+
+
+def cluster_weights(
+    src: np.ndarray, dst: np.ndarray, weight: np.ndarray, labels: np.ndarray, k: int
+) -> np.ndarray:
+    """`(k, k)` float64 edge weight from cluster to cluster over the edges given, for
+    cluster ids `labels` in `[0, k)`: sums over disjoint sets of edges (a graph's shards)
+    add up to the whole graph's, which `graph_scores` scores."""
+    cells = labels[src].astype(np.int64) * k + labels[dst]
+    return np.bincount(cells, weights=weight, minlength=k * k).reshape(k, k)
+
+
+def graph_scores(between: np.ndarray, directed: bool, resolution: float = 1.0) -> dict[str, float]:
+    """`modularity` (at `resolution`), `conductance`, `average_conductance` and
+    `coverage` of a clustering from `cluster_weights` of all its edges (`directed`: the
+    adjacency is not symmetric), as the functions of the same names compute them from
+    the adjacency; clusters without nodes must be left out of `between` first."""
+    s = _Sums(np.asarray(between, np.float64), directed)
+    if s.total == 0:
+        return dict.fromkeys(("modularity", "conductance", "average_conductance", "coverage"), 0.0)
+    return {
+        "modularity": _modularity(s, resolution),
+        "conductance": float((s.total - s.intra.sum()) / s.total),
+        "average_conductance": _average_conductance(s),
+        "coverage": float(s.intra.sum() / s.total),
+    }
+
+
+def _modularity(s: _Sums, resolution: float) -> float:
+    return float(np.sum(s.intra / s.total - resolution * s.out_vol * s.in_vol / s.total**2))
+
+
+def _average_conductance(s: _Sums) -> float:
+    denom = np.minimum(s.out_vol, s.total - s.out_vol)
+    cut = s.cut
+    phi = np.divide(cut, denom, out=np.zeros_like(cut), where=denom > 0)
+    return float(phi.mean()) if phi.size else 0.0
 
 
 def modularity(adj: Any, labels: Any, resolution: float = 1.0) -> float:
@@ -107,24 +150,22 @@ def modularity(adj: Any, labels: Any, resolution: float = 1.0) -> float:
     self-loop twice (its degree convention); without self-loops the two agree, and with
     them `modularity(A + diag(A), labels)` is networkx's value. See docs/reliability.md.
     """
-    s = _Sums(adj, labels)
-    if s.total == 0:
-        return 0.0
-    return float(np.sum(s.intra / s.total - resolution * s.out_vol * s.in_vol / s.total**2))
+    s = _Sums.of(adj, labels)
+    return 0.0 if s.total == 0 else _modularity(s, resolution)
 
 
 def conductance(adj: Any, labels: Any) -> float:
     """The DMoN paper's (global) conductance: the fraction of edge weight that leaves its
     cluster, `1 - Σ_c L_c / W` (google-research `metrics.conductance`; for a directed
     graph, the fraction of arc weight between clusters). 0 for a graph with no edges."""
-    s = _Sums(adj, labels)
+    s = _Sums.of(adj, labels)
     return 0.0 if s.total == 0 else float((s.total - s.intra.sum()) / s.total)
 
 
 def coverage(adj: Any, labels: Any) -> float:
     """Graph coverage: the fraction of edge weight inside clusters, `1 - conductance`
     (networkx `partition_quality`'s coverage)."""
-    s = _Sums(adj, labels)
+    s = _Sums.of(adj, labels)
     return 0.0 if s.total == 0 else float(s.intra.sum() / s.total)
 
 
@@ -132,11 +173,7 @@ def average_conductance(adj: Any, labels: Any) -> float:
     """Mean over clusters of `φ(c) = cut(c) / min(vol(c), vol(V∖c))` (networkx
     `conductance` per cluster: on a directed graph the cut counts arcs both ways and the
     volume is the out-degree); a cluster with zero volume on either side counts as 0."""
-    s = _Sums(adj, labels)
-    denom = np.minimum(s.out_vol, s.total - s.out_vol)
-    cut = s.cut
-    phi = np.divide(cut, denom, out=np.zeros_like(cut), where=denom > 0)
-    return float(phi.mean()) if phi.size else 0.0
+    return _average_conductance(_Sums.of(adj, labels))
 
 
 def _contingency(true: Any, pred: Any) -> np.ndarray:

@@ -15,6 +15,7 @@ hubs gets fewer nodes (`docs/distributed.md`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,15 @@ class Partition:
     `[q, p]` (`dmon.halo`); `None`: shards all-gather."""
     send_counts: np.ndarray | None = None
     """`(P, P)` int64 real rows of `send` (with it)."""
+    present: tuple[int, ...] | None = None
+    """The shards whose arrays this partition holds (read from shard files by one
+    process: `dmon.training.shard_files`; the others' rows are zeros never read);
+    `None`: all."""
+
+    @property
+    def shards_present(self) -> Sequence[int]:
+        """The shards whose arrays are here."""
+        return range(self.parts) if self.present is None else self.present
 
     @property
     def parts(self) -> int:
@@ -294,7 +304,7 @@ SLOT_COST = 20
 MAX_SLOTS = 128  # each slot is one fused gather in the compiled program
 
 
-def slotted(part: Partition) -> Partition:
+def slotted(part: Partition, plan: tuple[int, int] | None = None) -> Partition:
     """`part` with every shard's edges in slot order (ELL for the first `K` edges of
     each row, the rest as a list), for backends whose sparse product is a scatter.
 
@@ -304,25 +314,21 @@ def slotted(part: Partition) -> Partition:
     SLOT_COST · (edges beyond slot K)` on the busiest shard, so a graph with a few hubs
     keeps them in the list. The edges are the same (plus weight-0 padding entries), so
     the matrix is unchanged for every backend. Cost `O(E + N)`.
+
+    `plan`: `slot_plan`'s `(K, list width)` computed where every shard was at hand (a
+    partition of only some shards cannot choose: every process must compile the same
+    shapes).
     """
-    if part.slots or part.num_edges.max(initial=0) == 0:
+    k, r_max = slot_plan(part) if plan is None else plan
+    if part.slots or k == 0:
         return part
     p, block = part.parts, part.block
-    degrees = np.stack(
-        [np.bincount(part.row[q, : part.num_edges[q]], minlength=block) for q in range(p)]
-    )
-    ks = np.arange(min(int(degrees.max()), MAX_SLOTS) + 1)
-    rest = np.stack([_beyond(d, ks) for d in degrees])  # (P, K + 1) edges past slot k
-    k = int(np.argmin(block * ks + SLOT_COST * rest.max(axis=0)))
-    if k == 0:
-        return part
-    r_max = max(int(rest[:, k].max()), 1)
     width = k * block + r_max
     row = np.zeros((p, width), np.int32)
     col = np.zeros((p, width), np.int32)
     weight = np.zeros((p, width), part.weight.dtype)
-    row[:, : k * block] = np.tile(np.arange(block, dtype=np.int32), k)
-    for q in range(p):
+    for q in part.shards_present:
+        row[q, : k * block] = np.tile(np.arange(block, dtype=np.int32), k)
         e = int(part.num_edges[q])
         r, c, w = part.row[q, :e], part.col[q, :e], part.weight[q, :e]  # sorted by row
         first = np.searchsorted(r, np.arange(block))
@@ -331,10 +337,30 @@ def slotted(part: Partition) -> Partition:
         at = slot[head] * block + r[head]
         col[q, at], weight[q, at] = c[head], w[head]
         tail = np.flatnonzero(~head)
+        if tail.size > r_max:
+            raise ValueError(
+                f"dmon.partition.slotted: shard {q} has {tail.size} edges past slot {k}; the "
+                f"plan leaves room for {r_max}"
+            )
         row[q, k * block : k * block + tail.size] = r[tail]
         col[q, k * block : k * block + tail.size] = c[tail]
         weight[q, k * block : k * block + tail.size] = w[tail]
     return dataclasses.replace(part, row=row, col=col, weight=weight, slots=k)
+
+
+def slot_plan(part: Partition) -> tuple[int, int]:
+    """`slotted`'s `(K, list width)` for `part` (all its shards present); `(0, 0)`: no
+    slots."""
+    if part.slots or part.num_edges.max(initial=0) == 0:
+        return 0, 0
+    block = part.block
+    degrees = np.stack(
+        [np.bincount(part.row[q, : part.num_edges[q]], minlength=block) for q in range(part.parts)]
+    )
+    ks = np.arange(min(int(degrees.max()), MAX_SLOTS) + 1)
+    rest = np.stack([_beyond(d, ks) for d in degrees])  # (P, K + 1) edges past slot k
+    k = int(np.argmin(block * ks + SLOT_COST * rest.max(axis=0)))
+    return (k, max(int(rest[:, k].max()), 1)) if k else (0, 0)
 
 
 def _beyond(degrees: np.ndarray, ks: np.ndarray) -> np.ndarray:

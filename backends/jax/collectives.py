@@ -77,7 +77,13 @@ def shard_spec(shard: Shard, axis_name: str = AXIS) -> Shard:
 
 
 def jax_shards(
-    part: Partition, mesh: Any, axis_name: str = AXIS, dtype: Any = None, *, slots: bool = False
+    part: Partition,
+    mesh: Any,
+    axis_name: str = AXIS,
+    dtype: Any = None,
+    *,
+    slots: bool = False,
+    plan: tuple[int, int] | None = None,
 ) -> Shard:
     """`part` as one `Shard` of global JAX arrays split over `mesh`'s `axis_name`, whose
     size must equal `part.parts`. Works across processes: each process places only the
@@ -86,7 +92,8 @@ def jax_shards(
     `slots`: lay the edges out in slot order (`dmon.partition.slotted`), which makes the
     forward product `A H` several times faster on CPU but its gradient with respect to
     `H` slower; for a graph whose products are not differentiated with respect to the
-    dense operand (`shard_pool` of a symmetric graph)."""
+    dense operand (`shard_pool` of a symmetric graph). `plan`: `slotted`'s, for a
+    partition of which this process holds only its own shards."""
     import jax.numpy as jnp
 
     register_shard_pytree()
@@ -97,7 +104,7 @@ def jax_shards(
             f"devices; the partition has {part.parts} shards"
         )
     if slots:
-        part = slotted(part)
+        part = slotted(part, plan)
     return Shard(
         jax_put(part.row, mesh, axis_name),
         jax_put(part.col, mesh, axis_name),

@@ -116,7 +116,7 @@ class Engine(Defaults):
         self.ax = put(data.ax) if data.ax is not None else jax_shards(data.a_hat_part(), mesh)
         # the pool's product A [S | 1] of a symmetric graph is never differentiated with
         # respect to S (dmon.node_sums), so its edges may take the fast slot order
-        self.shard = jax_shards(data.part, mesh, slots=data.symmetric)
+        self.shard = jax_shards(data.part, mesh, slots=data.symmetric, plan=data.slot_plan)
         data.mark(self.shard, self.ax)
         replicated = NamedSharding(mesh, PartitionSpec())
         self.params = [jax.device_put(jnp.asarray(p), replicated) for p in params]
@@ -203,3 +203,14 @@ class Engine(Defaults):
 
     def device_kind(self) -> str:
         return str(self.mesh.devices.flat[0].platform)
+
+    def local_shards(self) -> list[int]:
+        mine = self.jax.process_index()
+        return [i for i, d in enumerate(self.mesh.devices.flat) if d.process_index == mine]
+
+    def sum_over_processes(self, x: np.ndarray) -> np.ndarray:
+        if self.processes == 1:
+            return x
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(np.asarray(x))).sum(axis=0)

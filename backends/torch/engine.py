@@ -163,6 +163,16 @@ class Engine(Defaults):
     def device_kind(self) -> str:
         return self.device.type
 
+    def local_shards(self) -> list[int]:
+        return [self.rank]
+
+    def sum_over_processes(self, x: np.ndarray) -> np.ndarray:
+        if self.parts == 1:
+            return x
+        total = self.torch.as_tensor(x, dtype=self.torch.float64, device=self.device)
+        self.tdist.all_reduce(total)
+        return total.cpu().numpy()
+
 
 def foreach_adam(
     torch: Any, params: list[Any], grads: list[Any], m: list[Any], v: list[Any], alpha: Any

@@ -1,4 +1,4 @@
-"""The `dmon` command: `dmon cluster`, `dmon parity`, `dmon info`.
+"""The `dmon` command: `dmon cluster`, `dmon partition`, `dmon parity`, `dmon info`.
 
 Errors a user can cause (missing file, bad format, k larger than the graph, unknown or
 missing backend) end with one line on stderr and exit status 2, never a stack trace.
@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from dmon.cli.cluster import cmd_cluster
 from dmon.cli.common import UsageError, one_line
+from dmon.cli.graphs import add_graph_arguments
 from dmon.cli.parity import cmd_info, cmd_parity
+from dmon.cli.partition import cmd_partition
 from dmon.version import __version__
 
 __all__ = ["UsageError", "main", "parser"]
@@ -32,6 +34,7 @@ EXAMPLES = """examples:
   dmon cluster cora.npz -k 16 --backend jax      a gnn-benchmark .npz
   dmon cluster edges.csv -k 8 --labels labels.csv  your edge list, scored against labels
   dmon cluster cora.npz -k 16 --out runs/cora --resume   continue an interrupted run
+  dmon partition big.npz --parts 4 --out shards/big   one file per shard, once
   dmon parity model.keras --inputs in.npz        your Keras model on every backend
   dmon info                                      versions and installed backends
 """
@@ -63,23 +66,7 @@ def parser() -> argparse.ArgumentParser:
         ),
         formatter_class=_Help,
     )
-    c.add_argument(
-        "graph",
-        nargs="?",
-        default="sbm",
-        help="a .npz (gnn-benchmark) file, an edge list (.csv/.tsv/.txt: src,dst[,weight]), or a built-in graph: sbm (default), karate",
-    )
-    c.add_argument(
-        "--features",
-        default=None,
-        help="node features for an edge list: .npy or .csv/.tsv, one row per node",
-    )
-    c.add_argument(
-        "--labels",
-        default=None,
-        metavar="FILE",
-        help="true classes for NMI and F1: node,label lines, nodes named as in the graph",
-    )
+    add_graph_arguments(c, folder=True)
     c.add_argument(
         "--clusters",
         "-k",
@@ -121,11 +108,6 @@ def parser() -> argparse.ArgumentParser:
         default=1.0,
         help="modularity resolution γ of the spectral loss (default 1; 0.5 as google-research)",
     )
-    c.add_argument("--directed", action="store_true", help="do not symmetrise the adjacency")
-    c.add_argument(
-        "--keep-self-loops", action="store_true", help="keep the graph's self-loops (dropped)"
-    )
-    c.add_argument("--raw-features", action="store_true", help="do not binarise features")
     c.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     c.add_argument(
         "--threads",
@@ -173,21 +155,28 @@ def parser() -> argparse.ArgumentParser:
         default=300.0,
         help="seconds start-up and each collective wait for another process (default 300)",
     )
-    d.add_argument(
-        "--partitioner",
-        choices=("auto", "metis", "contiguous"),
-        default="auto",
-        help="how nodes are split into shards: METIS (pymetis; few edges cross shards), "
-        "contiguous id ranges, or auto: METIS when installed (default)",
-    )
-    d.add_argument(
-        "--exchange",
-        choices=("auto", "halo", "all-gather"),
-        default="auto",
-        help="how a shard gets the rows of others: only those its edges reference (halo), "
-        "all of them (all-gather), or auto: the halo when it is at most half (default)",
-    )
+    _add_split_arguments(d)
     c.set_defaults(func=cmd_cluster)
+
+    part = sub.add_parser(
+        "partition",
+        help="split a graph once into per-shard files for sharded training",
+        description="Partition a graph into --parts shards and write one file per shard "
+        "and a manifest to --out; dmon cluster OUT then makes each process of a sharded "
+        "run read its own shard only (docs/distributed.md).",
+        epilog="example:\n  dmon partition big.npz --parts 4 --out shards/big\n"
+        "  python -m torch.distributed.run --nproc-per-node 4 -m dmon cluster shards/big "
+        "--backend torch",
+        formatter_class=_Help,
+    )
+    add_graph_arguments(part, folder=False)
+    part.add_argument("--parts", "-P", type=int, required=True, help="number of shards")
+    part.add_argument("--out", required=True, help="the folder to write (created)")
+    part.add_argument(
+        "--overwrite", action="store_true", help="replace a partition in --out (refused without)"
+    )
+    _add_split_arguments(part)
+    part.set_defaults(func=cmd_partition)
 
     par = sub.add_parser(
         "parity", help="the same inputs through every installed backend: differences and timings"
@@ -247,6 +236,23 @@ def parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="version, installed backends and their versions")
     info.set_defaults(func=cmd_info)
     return p
+
+
+def _add_split_arguments(group: Any) -> None:
+    group.add_argument(
+        "--partitioner",
+        choices=("auto", "metis", "contiguous"),
+        default="auto",
+        help="how nodes are split into shards: METIS (pymetis; few edges cross shards), "
+        "contiguous id ranges, or auto: METIS when installed (default)",
+    )
+    group.add_argument(
+        "--exchange",
+        choices=("auto", "halo", "all-gather"),
+        default="auto",
+        help="how a shard gets the rows of others: only those its edges reference (halo), "
+        "all of them (all-gather), or auto: the halo when it is at most half (default)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

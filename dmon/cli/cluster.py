@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dmon.checks import check_argument
 from dmon.cli.common import UsageError, one_line
+from dmon.cli.graphs import describe, load_source
 from dmon.training.rendezvous import RendezvousError
 from dmon.version import __version__
 
@@ -86,7 +87,7 @@ _SETTINGS = (
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from dmon import checkpoint, data, files, training
+    from dmon import checkpoint, files, training
     from dmon.training.engine import engine_class, finish
 
     if args.threads is not None and args.threads < 1:
@@ -96,39 +97,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             check_argument("", setting, getattr(args, attr))
         except (TypeError, ValueError) as err:
             raise UsageError(option + str(err).removeprefix(setting)) from None
-    try:  # the file first: its errors are the most basic
-        features = None
-        if args.features is not None:
-            features = data.load_features(args.features)
-        try:
-            graph = data.load(
-                args.graph,
-                num_nodes=None if features is None else features.shape[0],
-                symmetrize=not args.directed,
-                drop_self_loops=not args.keep_self_loops,
-                binarize_features=not args.raw_features,
-            )
-        except data.GraphFormatError as err:
-            if features is None or "num_nodes" not in str(err):
-                raise
-            raise data.GraphFormatError(
-                f"{err} (N from the {features.shape[0]} rows of {args.features})"
-            ) from None
-        if features is not None:
-            if features.shape[0] != graph.num_nodes:
-                raise data.GraphFormatError(
-                    f"{args.features}: features must have shape (N, F) with N = "
-                    f"{graph.num_nodes} nodes; got {features.shape}"
-                )
-            graph.features = features
-            graph.notes = [f"features from {args.features}"]
-        if args.labels is not None:
-            graph.labels = data.load_labels(args.labels, graph)
-            graph.notes = [*graph.notes, f"labels from {args.labels}"]
-    except data.GraphFormatError as err:
-        raise UsageError(str(err)) from None
-    except ImportError as err:
-        raise UsageError(f"{args.graph}: needs {err.name}: pip install {err.name}") from None
+    graph = load_source(args)
     launch = training.Launch(
         devices=args.devices,
         coordinator=args.coordinator,
@@ -194,8 +163,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         _end_on_sigterm(rank)
     if rank == 0:  # one header for the job, not one per process
         print(
-            f"dmon {__version__}: {graph.name}: {graph.num_nodes} nodes, {graph.num_edges} edges, "
-            f"{graph.features.shape[1]} features{' (' + ', '.join(graph.notes) + ')' if graph.notes else ''}; "
+            f"dmon {__version__}: {describe(graph)}; "
             f"k = {args.clusters}, backend {backend}, {args.epochs} epochs, seed {args.seed}",
             flush=True,
         )

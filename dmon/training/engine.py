@@ -85,6 +85,15 @@ class Engine(Protocol):
         """`"cpu"`, `"gpu"`, ...: where the steps run."""
         ...
 
+    def local_shards(self) -> list[int]:
+        """The shards whose data this process places (its devices' blocks)."""
+        ...
+
+    def sum_over_processes(self, x: np.ndarray) -> np.ndarray:
+        """`x` (the same shape on every process) summed over the job's processes, on
+        every process."""
+        ...
+
 
 class Defaults:
     """What an engine without a launcher or start-up settings of its own inherits."""
@@ -96,6 +105,12 @@ class Defaults:
     @classmethod
     def launched(cls) -> bool:
         return False
+
+    def local_shards(self) -> list[int]:
+        return list(range(self.parts))  # type: ignore[attr-defined]  # one process: all
+
+    def sum_over_processes(self, x: np.ndarray) -> np.ndarray:
+        return x  # one process
 
 
 def engine_class(backend: str) -> type[Engine]:

@@ -15,19 +15,19 @@ from typing import Any
 import numpy as np
 
 from dmon import checkpoint as ckpt
-from dmon import memory, metrics
+from dmon import memory
 from dmon.checks import check_argument
-from dmon.data import Graph, check_graph, from_pyg
+from dmon.data import Graph, from_pyg
 from dmon.training.backend import BackendError, select_backend
 from dmon.training.engine import TRAINER, Engine, engine_class
 from dmon.training.interrupt import InterruptFlag
 from dmon.training.launch import Launch, check_shards
 from dmon.training.model import PARAMS, ModelSettings, initial_params
 from dmon.training.optimizer import adam_alpha
-from dmon.training.prepared import prepare
 from dmon.training.progress import progress_bar
 from dmon.training.result import ClusterResult, TrainingDiverged
-from dmon.training.traffic import report as sharding_report
+from dmon.training.shard_files import ShardFileError, ShardFolder
+from dmon.training.sources import FolderSource, source
 
 LOSSES = ("loss", "spectral_loss", "cluster_loss")
 """What every epoch records, in the order engines return it."""
@@ -134,14 +134,17 @@ def cluster(
         check_argument("", key, value)
     if not isinstance(graph, Graph) and getattr(graph, "edge_index", None) is not None:
         graph = from_pyg(graph)  # a PyTorch Geometric Data
-    if not isinstance(graph, Graph):
+    if not isinstance(graph, Graph | ShardFolder | str | Path):
         raise TypeError(
-            "graph must be a dmon.data.Graph (see dmon.data.load) or a torch_geometric Data; "
-            f"got {type(graph).__name__}"
+            "graph must be a dmon.data.Graph (see dmon.data.load), a torch_geometric Data or "
+            f"a shard folder (dmon partition); got {type(graph).__name__}"
         )
-    check_graph(graph.name, graph.adjacency, graph.features, graph.labels)
-    if k > graph.num_nodes:
-        raise ValueError(f"k (number of clusters) must be in [2, N = {graph.num_nodes}]; got {k}")
+    try:
+        src = source(graph)
+    except ShardFileError as err:
+        raise ValueError(str(err)) from None
+    if k > src.num_nodes:
+        raise ValueError(f"k (number of clusters) must be in [2, N = {src.num_nodes}]; got {k}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the `checkpoint` path to resume from")
     if checkpoint is not None:  # before training, not at the first checkpoint
@@ -153,29 +156,34 @@ def cluster(
     if launch is not None:
         try:
             kind.check_launch(launch)
-            check_shards(launch, graph.num_nodes)
+            check_shards(launch, src.num_nodes)
+        except ValueError as err:
+            raise BackendError(str(err)) from None
+    elif isinstance(src, FolderSource):
+        try:
+            src.check_parts(1)
         except ValueError as err:
             raise BackendError(str(err)) from None
     # The engine first: jax.distributed must start before any JAX array exists.
     engine = kind(launch)
 
-    f = graph.features.shape[1]
-    ei, w = graph.edge_index()
+    f = src.width
     model = ModelSettings(k, hidden, dropout, collapse_regularization, resolution, seed)
-    sharding = launch or Launch()
-    data = prepare(ei, w, graph.features, engine.parts, sharding.partitioner, sharding.exchange)
+    try:
+        data = src.prepared(engine, launch)
+    except (ShardFileError, ValueError) as err:
+        raise BackendError(str(err)) from None
     initial = initial_params(f, model)
     engine.setup(data, [initial[p] for p in PARAMS], model)
     traffic = {}
     if launch is not None:
-        traffic = sharding_report(
-            data.part, data.a_hat, padded=name == "jax", k=k, hidden=hidden, features=f,
-            symmetric=data.symmetric,
-        )  # fmt: skip
+        traffic = src.traffic(
+            data, padded=name == "jax", k=k, hidden=hidden, features=f, symmetric=data.symmetric
+        )
     del data
 
     run = {
-        "graph": ckpt.arrays_sha256(ei.astype(np.int32), w, graph.features),
+        "graph": src.graph_hash(),
         "backend": name,
         "trainer": TRAINER,
         **{key: float(v) if isinstance(v, float) else int(v) for key, v in settings.items()},
@@ -249,12 +257,7 @@ def cluster(
             outcome["done"],
         )
     assignments = probabilities.argmax(-1)
-    quality = evaluate(graph, assignments)
-    if resolution != 1.0:
-        quality["resolution"] = float(resolution)
-        quality["modularity_at_resolution"] = metrics.modularity(
-            graph.adjacency, assignments, resolution=resolution
-        )
+    quality = src.evaluate(assignments, engine, resolution)
     distributed = None
     if launch is not None:
         distributed = {
@@ -311,22 +314,6 @@ def _diverged(
         f"the learning rate or check the features{kept}",
         epoch,
     )
-
-
-def evaluate(graph: Graph, assignments: np.ndarray) -> dict[str, Any]:
-    """Quality of hard clusters on `graph` (and against its labels, if any)."""
-    out: dict[str, Any] = {
-        "modularity": metrics.modularity(graph.adjacency, assignments),
-        "conductance": metrics.conductance(graph.adjacency, assignments),
-        "average_conductance": metrics.average_conductance(graph.adjacency, assignments),
-        "coverage": metrics.coverage(graph.adjacency, assignments),
-        "num_clusters_used": int(np.unique(assignments).size),
-        "cluster_sizes": np.bincount(assignments).tolist(),
-    }
-    if graph.labels is not None:
-        out["nmi"] = metrics.nmi(graph.labels, assignments)
-        out.update(metrics.pairwise_scores(graph.labels, assignments))
-    return out
 
 
 def _both(

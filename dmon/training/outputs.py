@@ -13,15 +13,34 @@ from typing import Any
 from dmon.data import Graph
 from dmon.files import atomic_path, atomic_write
 from dmon.training.result import ClusterResult
+from dmon.training.shard_files import ShardFolder
 from dmon.version import __version__
 
 FILES = ("assignments.csv", "metrics.json", "history.csv")
 """Written first and always; the figures `loss.png` and `clusters.png` follow."""
 
 
+def _describe(graph: Graph | ShardFolder) -> dict[str, Any]:
+    if isinstance(graph, ShardFolder):
+        m = graph.manifest
+        return {
+            "name": m["graph"],
+            "nodes": m["num_nodes"],
+            "edges": m["edges"],
+            "features": m["num_features"],
+            "shards": str(graph.path),
+        }
+    return {
+        "name": graph.name,
+        "nodes": graph.num_nodes,
+        "edges": graph.num_edges,
+        "features": int(graph.features.shape[1]),
+    }
+
+
 def write_outputs(
     folder: str | Path,
-    graph: Graph,
+    graph: Graph | ShardFolder,
     result: ClusterResult,
     settings: dict[str, Any] | None = None,
 ) -> list[str]:
@@ -33,7 +52,8 @@ def write_outputs(
 
     Args:
         folder: where the files go.
-        graph: the graph `result` clusters.
+        graph: the graph `result` clusters, or its shard folder (no `clusters.png`
+            then: no process holds the whole graph).
         result: what `dmon.cluster` returned.
         settings: what `metrics.json` records as the run's settings (default
             `result.settings`; the `dmon` command records its options).
@@ -46,7 +66,8 @@ def write_outputs(
     with atomic_write(out / "assignments.csv", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["node", "cluster", "probability"])
-        names = graph.node_names  # an edge list's own names, else the indices
+        # an edge list's own names, else the indices
+        names = None if isinstance(graph, ShardFolder) else graph.node_names
         for i, (c, p) in enumerate(
             zip(result.assignments, result.probabilities.max(-1), strict=True)
         ):
@@ -58,12 +79,7 @@ def write_outputs(
         for e in range(len(result.history[keys[0]])):
             w.writerow([e + 1, *(f"{result.history[k][e]:.6g}" for k in keys)])
     payload = {
-        "graph": {
-            "name": graph.name,
-            "nodes": graph.num_nodes,
-            "edges": graph.num_edges,
-            "features": int(graph.features.shape[1]),
-        },
+        "graph": _describe(graph),
         "settings": {
             **(result.settings if settings is None else settings),
             "backend": result.backend,
@@ -90,17 +106,23 @@ def write_outputs(
     from dmon import plots
 
     title = plots.run_title(
-        graph.name, result.probabilities.shape[1], result.backend, result.metrics.get("modularity")
+        _describe(graph)["name"],
+        result.probabilities.shape[1],
+        result.backend,
+        result.metrics.get("modularity"),
     )
-    figures = (
+    figures: tuple[tuple[str, Any], ...] = (
         ("loss.png", lambda path: plots.loss_curves(result.history, path, title)),
-        (
-            "clusters.png",
-            lambda path: plots.clusters(
-                graph, result.assignments, result.probabilities, path, title
-            ),
-        ),
     )
+    if isinstance(graph, Graph):  # a shard folder's graph is in no process's memory
+        figures += (
+            (
+                "clusters.png",
+                lambda path: plots.clusters(
+                    graph, result.assignments, result.probabilities, path, title
+                ),
+            ),
+        )
     for name, draw in figures:
         try:
             with atomic_path(out / name) as tmp:

@@ -31,6 +31,9 @@ class Prepared:
     a_hat: dist.Partition | None = None
     symmetric: bool = False
     """`A = Aᵀ` (then `Â` is symmetric too)."""
+    slot_plan: tuple[int, int] | None = None
+    """`dmon.partition.slot_plan` of the whole partition, where this process holds only
+    some shards (`dmon.training.shard_files`); `None`: computed from `part`."""
 
     def a_hat_part(self) -> dist.Partition:
         if self.a_hat is None:
