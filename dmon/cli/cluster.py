@@ -12,8 +12,9 @@ from pathlib import Path
 
 from dmon.checks import check_argument
 from dmon.cli.common import UsageError, one_line
-from dmon.cli.graphs import describe, load_source
+from dmon.cli.graphs import describe, fit_folder, load_source
 from dmon.training.rendezvous import RendezvousError
+from dmon.training.shard_files import ShardFolder
 from dmon.version import __version__
 
 
@@ -98,6 +99,12 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         except (TypeError, ValueError) as err:
             raise UsageError(option + str(err).removeprefix(setting)) from None
     graph = load_source(args)
+    try:
+        backend = training.backend.select_backend(args.backend)
+    except training.BackendError as err:
+        raise UsageError(str(err)) from None
+    if isinstance(graph, ShardFolder):
+        fit_folder(args, graph, backend)
     launch = training.Launch(
         devices=args.devices,
         coordinator=args.coordinator,
@@ -107,10 +114,6 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         partitioner=args.partitioner,
         exchange=args.exchange,
     )
-    try:
-        backend = training.backend.select_backend(args.backend)
-    except training.BackendError as err:
-        raise UsageError(str(err)) from None
     if args.threads is not None:
         training.backend.limit_threads(backend, args.threads)
     kind = engine_class(backend)

@@ -118,3 +118,35 @@ def describe(graph: Any) -> str:
         f"{graph.name}: {graph.num_nodes} nodes, {graph.num_edges} edges, "
         f"{graph.features.shape[1]} features{notes}"
     )
+
+
+def fit_folder(args: argparse.Namespace, folder: Any, backend: str) -> None:
+    """Check that the run has one shard per file of `folder` (`UsageError` naming how to
+    launch it), and give JAX in one process one device per shard (`--devices`)."""
+    import os
+
+    parts = folder.parts
+    fixed = [f"--{name}" for name in ("partitioner", "exchange") if getattr(args, name) != "auto"]
+    if fixed:
+        raise UsageError(
+            f"{' and '.join(fixed)}: fixed when {folder.path} was partitioned; partition again "
+            "with dmon partition to change them"
+        )
+    if backend == "jax":
+        processes = args.num_processes or 1
+        if args.devices is None and parts > 1 and parts % processes == 0:
+            args.devices = parts // processes  # one process may hold the whole folder
+        shards = (args.devices or 1) * processes
+    elif backend == "torch":
+        shards = int(os.environ.get("WORLD_SIZE", "1"))
+    else:
+        shards = 1
+    if shards != parts:
+        how = {
+            "jax": f"--devices D with D × processes = {parts}",
+            "torch": f"python -m torch.distributed.run --nproc-per-node {parts}",
+        }.get(backend, "the jax or torch backend")
+        raise UsageError(
+            f"{folder.path}: holds {parts} shards; this run has {shards} (launch with {how}, "
+            f"or partition again with dmon partition --parts {shards})"
+        )
