@@ -42,7 +42,9 @@ class TorchCollectives:
         return torch.cat(parts, dim=0)
 
     def all_sum(self, x: Any) -> Any:
-        return _replicated_sum().apply(x, self.group)
+        from dmon.backends.torch.collective_functions import ReplicatedSum
+
+        return ReplicatedSum.apply(x, self.group)
 
     def exchange(self, x: Any, send: Any, splits: Any = None) -> Any:
         """`all_to_all_single` with per-peer counts (the exact layout of `dmon.halo`);
@@ -50,8 +52,10 @@ class TorchCollectives:
         adds them onto the rows sent."""
         if splits is None:
             raise ValueError("dmon.backends.torch: the halo exchange needs per-peer splits")
+        from dmon.backends.torch.collective_functions import AllToAll
+
         sent, received = splits
-        return _all_to_all().apply(x.index_select(0, send), sent, received, self.group)
+        return AllToAll.apply(x.index_select(0, send), sent, received, self.group)
 
     def sum_gradients(self, params: list[Any]) -> None:
         """Replace every `p.grad` by its sum over the ranks (each rank holds the part of
@@ -65,59 +69,6 @@ class TorchCollectives:
         for g in grads:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
-
-
-_REPLICATED_SUM: Any = None
-
-
-def _replicated_sum() -> Any:
-    global _REPLICATED_SUM
-    if _REPLICATED_SUM is None:
-        import torch
-        import torch.distributed as dist
-
-        class ReplicatedSum(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx: Any, x: Any, group: Any) -> Any:
-                out = x.clone(memory_format=torch.contiguous_format)
-                dist.all_reduce(out, group=group)
-                return out
-
-            @staticmethod
-            def backward(ctx: Any, grad: Any) -> Any:
-                return grad, None
-
-        _REPLICATED_SUM = ReplicatedSum
-    return _REPLICATED_SUM
-
-
-_ALL_TO_ALL: Any = None
-
-
-def _all_to_all() -> Any:
-    global _ALL_TO_ALL
-    if _ALL_TO_ALL is None:
-        import torch
-        import torch.distributed as dist
-
-        class AllToAll(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx: Any, x: Any, sent: list[int], received: list[int], group: Any) -> Any:
-                ctx.sent, ctx.received, ctx.group = sent, received, group
-                out = x.new_empty((sum(received), *x.shape[1:]))
-                dist.all_to_all_single(out, x.contiguous(), received, sent, group=group)
-                return out
-
-            @staticmethod
-            def backward(ctx: Any, grad: Any) -> Any:
-                back = grad.new_empty((sum(ctx.sent), *grad.shape[1:]))
-                dist.all_to_all_single(
-                    back, grad.contiguous(), ctx.sent, ctx.received, group=ctx.group
-                )
-                return back, None, None, None
-
-        _ALL_TO_ALL = AllToAll
-    return _ALL_TO_ALL
 
 
 def torch_shard(part: Partition, rank: int, device: Any = None, dtype: Any = None) -> Shard:

@@ -238,21 +238,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+_SPLIT = (
+    ("--partitioner", ("auto", "metis", "contiguous"),
+     "how nodes are split into shards: METIS (pymetis; few edges cross shards), contiguous "
+     "id ranges, or auto: METIS when installed (default)"),
+    ("--exchange", ("auto", "halo", "all-gather"),
+     "how a shard gets the rows of others: only those its edges reference (halo), all of "
+     "them (all-gather), or auto: the halo when it is at most half (default)"),
+)  # fmt: skip
+
+
 def _add_split_arguments(group: Any) -> None:
-    group.add_argument(
-        "--partitioner",
-        choices=("auto", "metis", "contiguous"),
-        default="auto",
-        help="how nodes are split into shards: METIS (pymetis; few edges cross shards), "
-        "contiguous id ranges, or auto: METIS when installed (default)",
-    )
-    group.add_argument(
-        "--exchange",
-        choices=("auto", "halo", "all-gather"),
-        default="auto",
-        help="how a shard gets the rows of others: only those its edges reference (halo), "
-        "all of them (all-gather), or auto: the halo when it is at most half (default)",
-    )
+    for option, choices, text in _SPLIT:
+        group.add_argument(option, choices=choices, default="auto", help=text)
 
 
 def main(argv: list[str] | None = None) -> int:

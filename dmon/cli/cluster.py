@@ -87,6 +87,11 @@ _SETTINGS = (
 )
 
 
+_LAUNCH = ("devices", "coordinator", "num_processes", "process_id", "timeout", "partitioner",
+           "exchange")  # fmt: skip
+"""The options that are `dmon.training.Launch`'s fields, by the same names."""
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     from dmon import checkpoint, files, training
     from dmon.training.engine import engine_class, finish
@@ -105,15 +110,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     if isinstance(graph, ShardFolder):
         fit_folder(args, graph, backend)
-    launch = training.Launch(
-        devices=args.devices,
-        coordinator=args.coordinator,
-        num_processes=args.num_processes,
-        process_id=args.process_id,
-        timeout=args.timeout,
-        partitioner=args.partitioner,
-        exchange=args.exchange,
-    )
+    launch = training.Launch(**{name: getattr(args, name) for name in _LAUNCH})
     if args.threads is not None:
         training.backend.limit_threads(backend, args.threads)
     kind = engine_class(backend)

@@ -16,7 +16,9 @@ cost their non-zeros.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +52,8 @@ def initial_params(features: int, settings: ModelSettings) -> dict[str, np.ndarr
     its seed from Python's generator when it is made, the GCN's first)."""
     import keras
 
-    keras.utils.set_random_seed(settings.seed)
+    with _without_tensorflow_seed(keras):
+        keras.utils.set_random_seed(settings.seed)
     gcn_kernel = keras.initializers.get("glorot_uniform")
     dmon_kernel = keras.initializers.get("orthogonal")
     h, k = settings.hidden, settings.k
@@ -65,6 +68,29 @@ def initial_params(features: int, settings: ModelSettings) -> dict[str, np.ndarr
         key: np.asarray(keras.ops.convert_to_numpy(v), dtype=np.float32)
         for key, v in values.items()
     }
+
+
+@contextlib.contextmanager
+def _without_tensorflow_seed(keras: Any) -> Iterator[None]:
+    """`keras.utils.set_random_seed` imports TensorFlow where it is installed, only to
+    seed it (hundreds of MB and a second on a run of another backend: docs/benchmarks.md,
+    "Design measurements"); no TensorFlow op draws these values unless
+    TensorFlow is the backend. Where it is not imported yet and not the backend, Keras'
+    lazy module is told it is absent for the call (the draws are the same: they come
+    from Keras' own seed and Python's generator)."""
+    lazy = getattr(getattr(keras.src.utils, "module_utils", None), "tensorflow", None)
+    skip = (
+        keras.backend.backend() != "tensorflow"
+        and "tensorflow" not in sys.modules
+        and getattr(lazy, "_available", True) is None
+    )
+    if skip:
+        lazy._available = False  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        if skip:
+            lazy._available = None  # type: ignore[union-attr]
 
 
 def dropout_seed(seed: int, epoch: int, shard: int) -> int:

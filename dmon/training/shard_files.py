@@ -92,19 +92,20 @@ class ShardFolder:
                 "partition); partition the graph again"
             )
 
-    def shard(self, p: int) -> dict[str, np.ndarray]:
-        """Shard `p`'s arrays, checked against the manifest."""
+    def shard(self, p: int) -> Any:
+        """Shard `p`'s file, checked against the manifest, open: an `np.lib.npyio.NpzFile`
+        that reads an array when it is asked for (close it, or use it in `with`)."""
         name = shard_name(p)
         self._verify(name)
         try:
-            with np.load(self.path / name, allow_pickle=False) as npz:
-                arrays = {key: npz[key] for key in npz.files}
+            npz = np.load(self.path / name, allow_pickle=False)
         except (OSError, ValueError, zipfile.BadZipFile) as err:
             raise ShardFileError(f"{self.path / name}: unreadable ({err})") from None
-        missing = [k for k in (*_POOL, "nodes", "targets") if k not in arrays]
+        missing = [k for k in (*_POOL, "nodes", "targets") if k not in npz.files]
         if missing:
+            npz.close()
             raise ShardFileError(f"{self.path / name}: lacks {', '.join(missing)}")
-        return arrays
+        return npz
 
 
 def _sha256(path: Path) -> str:
@@ -279,15 +280,27 @@ def load(folder: ShardFolder, shards: Sequence[int]) -> Prepared:
     """The `Prepared` of a fit of which this process holds `shards`: their arrays read
     from their files; every other shard's rows are zeros that are never written, so they
     take no memory (the pages are never touched)."""
+    with contextlib.ExitStack() as stack:
+        files = {p: stack.enter_context(folder.shard(p)) for p in shards}
+        return _stacked_prepared(folder, files)
+
+
+def _stacked_prepared(folder: ShardFolder, files: dict[int, Any]) -> Prepared:
+    """`load`'s arrays, read one at a time from the open files (a shard's arrays are
+    never all in memory twice)."""
     m = folder.manifest
     p_all, block, n = folder.parts, int(m["block"]), folder.num_nodes
-    files = {p: folder.shard(p) for p in shards}
-    first = files[shards[0]]
+    shards = sorted(files)
 
-    def stacked(key: str, files: dict = files) -> np.ndarray:
-        out = np.zeros((p_all, *first[key].shape), first[key].dtype)
-        for p, arrays in files.items():
-            out[p, : arrays[key].shape[0]] = arrays[key]
+    def stacked(key: str) -> np.ndarray:
+        first = files[shards[0]][key]
+        if p_all == 1:
+            return first[None]  # the one shard: no copy
+        out = np.zeros((p_all, *first.shape), first.dtype)
+        out[shards[0]] = first
+        del first
+        for p in shards[1:]:
+            out[p] = files[p][key]
         return out
 
     def counts(value: Any) -> np.ndarray | None:
@@ -300,7 +313,7 @@ def load(folder: ShardFolder, shards: Sequence[int]) -> Prepared:
         n, int(m["num_graphs"]), bounds, block, row, col, weight, valid, batch,
         np.asarray(m["edges_per_shard"], np.int64),
         order=folder.order(),
-        send=stacked("send") if "send" in first else None,
+        send=stacked("send") if "send" in files[shards[0]].files else None,
         send_counts=counts(m["send_counts"]),
         present=present,
     )  # fmt: skip
@@ -313,7 +326,7 @@ def load(folder: ShardFolder, shards: Sequence[int]) -> Prepared:
         stacked("a_row"), stacked("a_col"), stacked("a_weight"), part.valid, part.batch,
         np.asarray(layout["edges_per_shard"], np.int64),
         order=part.order,
-        send=stacked("a_send") if "a_send" in first else None,
+        send=stacked("a_send") if "a_send" in files[shards[0]].files else None,
         send_counts=counts(layout["send_counts"]),
         present=present,
     )  # fmt: skip
@@ -325,9 +338,9 @@ def local_edges(folder: ShardFolder, shards: Sequence[int]) -> tuple[np.ndarray,
     """`(src, dst, weight)` graph ids and weights of the edges of `shards`."""
     src, dst, weight = [], [], []
     for p in shards:
-        arrays = folder.shard(p)
-        e = int(folder.manifest["edges_per_shard"][p])
-        src.append(arrays["nodes"][arrays["row"][:e]])
-        dst.append(arrays["targets"])
-        weight.append(arrays["weight"][:e])
+        with folder.shard(p) as arrays:  # these three arrays alone are read
+            e = int(folder.manifest["edges_per_shard"][p])
+            src.append(arrays["nodes"][arrays["row"][:e]])
+            dst.append(arrays["targets"])
+            weight.append(arrays["weight"][:e])
     return tuple(np.concatenate(v) for v in (src, dst, weight))

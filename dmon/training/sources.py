@@ -12,9 +12,9 @@ import numpy as np
 from dmon import checkpoint as ckpt
 from dmon import metrics
 from dmon.data import Graph, check_graph
-from dmon.training import shard_files
 from dmon.training.launch import Launch
 from dmon.training.prepared import Prepared, prepare
+from dmon.training.shard_files import ShardFolder, load, local_edges, open_folder
 from dmon.training.traffic import report
 
 
@@ -61,7 +61,7 @@ class GraphSource:
 class FolderSource:
     """A partitioned graph on disk: each process reads its shards' files alone."""
 
-    def __init__(self, folder: shard_files.ShardFolder) -> None:
+    def __init__(self, folder: ShardFolder) -> None:
         self.folder = folder
         m = folder.manifest
         self.name, self.num_nodes = folder.name, folder.num_nodes
@@ -83,7 +83,7 @@ class FolderSource:
         del launch  # the partition was chosen when the folder was written
         self.check_parts(engine.parts)
         self.shards = engine.local_shards()
-        data = shard_files.load(self.folder, self.shards)
+        data = load(self.folder, self.shards)
         k, width = self.folder.manifest["slots"]
         data.slot_plan = (int(k), int(width))
         return data
@@ -101,7 +101,7 @@ class FolderSource:
         """The graph metrics from each process's sums over its own edges
         (`dmon.metrics.cluster_weights`), added up over the processes."""
         k = int(assignments.max()) + 1
-        src, dst, weight = shard_files.local_edges(self.folder, self.shards)
+        src, dst, weight = local_edges(self.folder, self.shards)
         between = engine.sum_over_processes(
             metrics.cluster_weights(src, dst, weight, assignments, k)
         )
@@ -130,10 +130,10 @@ def _with_labels(
 
 def source(graph: Any) -> GraphSource | FolderSource:
     """The source of `graph`: a `Graph`, a `ShardFolder`, or a shard folder's path."""
-    if isinstance(graph, shard_files.ShardFolder):
+    if isinstance(graph, ShardFolder):
         return FolderSource(graph)
     if isinstance(graph, str | bytes) or hasattr(graph, "__fspath__"):
-        return FolderSource(shard_files.open_folder(graph))
+        return FolderSource(open_folder(graph))
     return GraphSource(graph)
 
 

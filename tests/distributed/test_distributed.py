@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SUPPORT, free_port, installed, subprocess_env
+from helpers import SUPPORT, free_port, installed, jax_job, jax_processes, subprocess_env
 
 CLUSTER_ARGS = ("karate", "--epochs", "60", "--dropout", "0", "--seed", "3", "--quiet")
 
@@ -35,37 +35,6 @@ def _run(cmd: list[str], timeout: float = 600, **env: str) -> subprocess.Complet
     return subprocess.run(
         cmd, env=subprocess_env(**env), capture_output=True, text=True, timeout=timeout, check=False
     )
-
-
-def _jax_processes(*args: str) -> list[subprocess.Popen]:
-    """Two `dmon cluster --backend jax` processes of one job on localhost, each in its own
-    session (so that a test can kill its whole group), reading pipes as text."""
-    port = free_port()
-    return [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dmon",
-                "cluster",
-                *args,
-                "--backend",
-                "jax",
-                "--coordinator",
-                f"127.0.0.1:{port}",
-                "--num-processes",
-                "2",
-                "--process-id",
-                str(i),
-            ],
-            env=subprocess_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        for i in range(2)
-    ]
 
 
 def _torchrun(nproc: int, *args: str) -> list[str]:
@@ -149,6 +118,10 @@ def test_shard_pool_on_two_torch_processes_equals_one_device(tmp_path: Path) -> 
 needs_keras = pytest.mark.skipif(not installed("keras"), reason="dmon cluster needs keras")
 
 
+def _dmon_cluster(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dmon", "cluster", *CLUSTER_ARGS, *args]
+
+
 def _history(out: Path) -> np.ndarray:
     with open(out / "history.csv") as fh:
         rows = list(csv.reader(fh))[1:]
@@ -169,19 +142,7 @@ def one_device(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         if not (installed(backend) and installed("keras")):
             continue
         out = tmp_path_factory.mktemp(f"one-{backend}")
-        proc = _run(
-            [
-                sys.executable,
-                "-m",
-                "dmon",
-                "cluster",
-                *CLUSTER_ARGS,
-                "--backend",
-                backend,
-                "--out",
-                str(out),
-            ]
-        )
+        proc = _run(_dmon_cluster("--backend", backend, "--out", str(out)))
         assert proc.returncode == 0, proc.stderr[-3000:]
         runs[backend] = out
     return runs
@@ -217,22 +178,8 @@ def _check_follows(
 def test_cluster_on_four_simulated_jax_devices_follows_one_device(
     one_device: dict[str, Path], tmp_path: Path, exchange: str
 ) -> None:
-    proc = _run(
-        [
-            sys.executable,
-            "-m",
-            "dmon",
-            "cluster",
-            *CLUSTER_ARGS,
-            "--backend",
-            "jax",
-            "--devices",
-            "4",
-            *SPLITS[exchange],
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    args = ("--backend", "jax", "--devices", "4", *SPLITS[exchange], "--out", str(tmp_path))
+    proc = _run(_dmon_cluster(*args))
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_follows(one_device["jax"], tmp_path, 4, 1, "jax", exchange)
 
@@ -242,16 +189,7 @@ def test_cluster_on_four_simulated_jax_devices_follows_one_device(
 def test_cluster_on_two_jax_processes_follows_one_device(
     one_device: dict[str, Path], tmp_path: Path
 ) -> None:
-    procs = _jax_processes(
-        *CLUSTER_ARGS, *SPLITS["halo"], "--out", str(tmp_path), "--timeout", "120"
-    )
-    try:
-        results = [p.communicate(timeout=600) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, (_, err) in zip(procs, results, strict=True):
-        assert p.returncode == 0, err[-3000:]
+    results = jax_job(*CLUSTER_ARGS, *SPLITS["halo"], "--out", str(tmp_path), "--timeout", "120")
     assert "outputs in" in results[0][0] and "outputs in" not in results[1][0]
     _check_follows(one_device["jax"], tmp_path, 2, 2, "jax", "halo")
 
@@ -321,7 +259,7 @@ def _endless_run(out: Path, *extra: str) -> list[str]:
 @needs_keras
 @pytest.mark.skipif(not installed("jax"), reason="needs jax")
 def test_a_jax_process_that_dies_stops_the_other_with_one_line(tmp_path: Path) -> None:
-    procs = _jax_processes(*_endless_run(tmp_path))
+    procs = jax_processes(*_endless_run(tmp_path))
     try:
         _wait_for(tmp_path / "checkpoint.npz", procs)
         procs[1].send_signal(signal.SIGKILL)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import free_port, installed, subprocess_env
+from helpers import free_port, installed, jax_job, subprocess_env
 
 from dmon import data, metrics
 from dmon.training import shard_files
@@ -156,43 +156,7 @@ def test_torch_processes_read_their_own_shard(tmp_path: Path) -> None:
 def test_jax_processes_read_their_own_shard(tmp_path: Path) -> None:
     proc = _dmon("partition", "karate", "--parts", "2", "--out", str(tmp_path / "s"))
     assert proc.returncode == 0, proc.stderr
-    port = free_port()
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dmon",
-                "cluster",
-                str(tmp_path / "s"),
-                *RUN,
-                "--backend",
-                "jax",
-                "--coordinator",
-                f"127.0.0.1:{port}",
-                "--num-processes",
-                "2",
-                "--process-id",
-                str(i),
-                "--timeout",
-                "120",
-                "--out",
-                str(tmp_path / "jobs"),
-            ],
-            env=subprocess_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    try:
-        results = [p.communicate(timeout=600) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, (_, err) in zip(procs, results, strict=True):
-        assert p.returncode == 0, err[-3000:]
+    jax_job(str(tmp_path / "s"), *RUN, "--timeout", "120", "--out", str(tmp_path / "jobs"))
     one = _dmon("cluster", "karate", *RUN, "--backend", "jax", "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr
     assert np.abs(_history(tmp_path / "one") - _history(tmp_path / "jobs")).max() <= 1e-4

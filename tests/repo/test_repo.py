@@ -67,6 +67,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "dmon.halo",
             "dmon.distributed",
             "dmon.backends.*.collectives",
+            "dmon.backends.torch.collective_functions",
         ),
     ),
     ("data", ("dmon.data", "dmon.data.*", "dmon.metrics", "dmon.checkpoint", "dmon.plots")),

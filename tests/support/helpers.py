@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -170,3 +171,35 @@ def importable_module(folder: Path, name: str, source: str) -> str:
     (folder / f"{name}.py").write_text(source)
     sys.path.insert(0, str(folder))
     return str(folder)
+
+
+def jax_processes(*args: str) -> list[subprocess.Popen]:
+    """Two `dmon cluster --backend jax` processes of one job on localhost, each in its own
+    session (so that a test can kill its whole group), reading pipes as text."""
+    port = free_port()
+    job = ("--backend", "jax", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2")
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "dmon", "cluster", *args, *job, "--process-id", str(i)],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for i in range(2)
+    ]
+
+
+def jax_job(*args: str) -> list[tuple[str, str]]:
+    """`jax_processes(*args)` run to their end (killed if they outlive 600 s); asserts
+    that both succeeded and returns their (stdout, stderr)."""
+    procs = jax_processes(*args)
+    try:
+        results = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    return results

@@ -251,3 +251,30 @@ def test_python_progress_is_the_commands_bar_and_calls_on_epoch_too(capsys) -> N
     assert result.ms_per_epoch == pytest.approx(
         1e3 * (result.seconds - result.first_epoch_seconds) / 11
     )
+
+
+_SEEDED = """
+import sys
+if sys.argv[1] == "tf first":
+    import tensorflow  # noqa: F401
+from dmon.checkpoint import arrays_sha256
+from dmon.training.model import PARAMS, ModelSettings, initial_params
+values = initial_params(5, ModelSettings(3, 8, 0.0, 1.0, 1.0, 7))
+print(arrays_sha256(*(values[p] for p in PARAMS)), "tensorflow" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_initial_values_do_not_import_tensorflow_nor_depend_on_it(backend: str) -> None:
+    # keras.utils.set_random_seed imports TensorFlow where installed, only to seed it
+    if not all(installed(n) for n in (backend, "keras", "tensorflow")):
+        pytest.skip(f"needs {backend}, keras and tensorflow")
+    runs = {}
+    for first in ("tf first", "no tf"):
+        proc = subprocess.run(
+            [sys.executable, "-c", _SEEDED, first], env=subprocess_env(KERAS_BACKEND=backend),
+            capture_output=True, text=True, timeout=300, check=True,
+        )  # fmt: skip
+        runs[first] = proc.stdout.split()
+    assert runs["no tf"][1] == "False" and runs["tf first"][1] == "True"
+    assert runs["no tf"][0] == runs["tf first"][0]
