@@ -130,12 +130,12 @@ class Partition:
                 f"dmon.partition.Partition.gather: expected shape ({self.parts}, {self.block}, ...) or "
                 f"({self.parts * self.block}, ...); got {sharded.shape}"
             )
-        sizes = np.diff(self.bounds)
-        ordered = np.concatenate([sharded[p, : sizes[p]] for p in range(self.parts)], axis=0)
-        if self.order is None:
-            return ordered
-        out = np.empty_like(ordered)
-        out[self.order] = ordered
+        # each shard's rows straight to their places: one copy of an (N, ...) array
+        out = np.empty((self.num_nodes, *sharded.shape[2:]), sharded.dtype)
+        for p in range(self.parts):
+            lo, hi = self.bounds[p], self.bounds[p + 1]
+            rows = slice(lo, hi) if self.order is None else self.order[lo:hi]
+            out[rows] = sharded[p, : hi - lo]
         return out
 
     def shard(self, p: int) -> dict[str, np.ndarray]:

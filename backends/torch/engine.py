@@ -156,9 +156,10 @@ class Engine(Defaults):
             _, out = self._forward(None)
             if self.parts == 1:
                 return self.part.gather(out.s.cpu().numpy()[None])
-            blocks = [torch.empty_like(out.s) for _ in range(self.parts)]
-            self.tdist.all_gather(blocks, out.s.contiguous())
-        return self.part.gather(torch.stack(blocks).cpu().numpy())
+            # every rank's block written into one (P, block, k) tensor: no stacked copy
+            blocks = out.s.new_empty((self.parts, *out.s.shape))
+            self.tdist.all_gather(list(blocks.unbind(0)), out.s.contiguous())
+        return self.part.gather(blocks.cpu().numpy())
 
     def device_kind(self) -> str:
         return self.device.type
