@@ -13,10 +13,13 @@ DATASETS = Path(
 )
 
 
-def attributed_sbm(n: int, m: int, blocks: int = 40, features: int = 128, seed: int = 0):
-    """A `dmon.data.Graph`: a stochastic block model with `blocks` blocks, `m` random
-    edges of which 80% stay inside a block (symmetrised, no self-loops), and float32
-    features that are the block's centre plus unit noise; labels are the blocks."""
+def attributed_sbm(
+    n: int, m: int, blocks: int = 40, features: int = 128, seed: int = 0, inside: float = 0.8
+):
+    """A `dmon.data.Graph`: a stochastic block model with `blocks` blocks (nodes drawn
+    at random, so ids carry no locality), `m` random edges of which a share `inside`
+    stay inside a block (symmetrised, no self-loops), and float32 features that are the
+    block's centre plus unit noise; labels are the blocks."""
     import scipy.sparse as sp
 
     from dmon.data import Graph
@@ -26,9 +29,9 @@ def attributed_sbm(n: int, m: int, blocks: int = 40, features: int = 128, seed: 
     members = [np.flatnonzero(block == b) for b in range(blocks)]
     src = rng.integers(0, n, m)
     dst = rng.integers(0, n, m)
-    inside = rng.random(m) < 0.8
+    near = rng.random(m) < inside
     for b in range(blocks):
-        pick = inside & (block[src] == b)
+        pick = near & (block[src] == b)
         dst[pick] = rng.choice(members[b], int(pick.sum()))
     keep = src != dst
     a = sp.coo_matrix((np.ones(int(keep.sum()), np.float32), (src[keep], dst[keep])), (n, n))
