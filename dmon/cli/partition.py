@@ -17,16 +17,10 @@ def cmd_partition(args: argparse.Namespace) -> int:
     if args.parts < 1:
         raise UsageError(f"--parts must be an int >= 1; got {args.parts}")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not args.overwrite:
-            raise UsageError(
-                f"--out {out}/ is not empty; replace a partition there with --overwrite, or "
-                "choose another --out"
-            )
-        if not shard_files.is_shard_folder(out):
-            raise UsageError(f"--out {out}/ holds other files than a partition; not replaced")
+    try:  # before the graph is read
+        shard_files.check_destination(out, args.overwrite)
+    except FileExistsError as err:
+        raise UsageError(f"--out {err}") from None
     if not out.parent.is_dir():
         raise UsageError(f"--out {out}: its folder {out.parent}/ does not exist")
     graph = load_graph(args)

@@ -144,6 +144,21 @@ def open_folder(path: str | Path) -> ShardFolder:
     return ShardFolder(folder, manifest)
 
 
+def check_destination(out: Path, overwrite: bool) -> None:
+    """`FileExistsError` unless `write_shards` may write `out`: a new or empty folder, or
+    (with `overwrite`) one holding a partition; never a file or other files."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"{out}/ is not empty; replace a partition there with --overwrite "
+                "(overwrite=True), or choose another folder"
+            )
+        if not is_shard_folder(out):
+            raise FileExistsError(f"{out}/ holds other files than a partition; not replaced")
+
+
 def write_shards(
     graph: Any,
     parts: int,
@@ -162,14 +177,7 @@ def write_shards(
     `[Â X | X]` at once (the partitioner's own on top: docs/benchmarks.md,
     "Partitioners")."""
     out = Path(out)
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-        if not overwrite:
-            raise FileExistsError(
-                f"{out}: exists and is not an empty folder; pass overwrite=True (--overwrite) "
-                "to replace it"
-            )
-        if not out.is_dir() or (any(out.iterdir()) and not is_shard_folder(out)):
-            raise FileExistsError(f"{out}: holds other files than a partition; not replaced")
+    check_destination(out, overwrite)
     start = time.perf_counter()
     ei, w = graph.edge_index()
     data = prepare(ei, w, graph.features, parts, method, exchange)

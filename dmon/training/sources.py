@@ -44,18 +44,7 @@ class GraphSource:
 
     def evaluate(self, assignments: np.ndarray, engine: Any, resolution: float) -> dict[str, Any]:
         del engine  # every process holds the whole graph
-        a = self.graph.adjacency
-        out: dict[str, Any] = {
-            "modularity": metrics.modularity(a, assignments),
-            "conductance": metrics.conductance(a, assignments),
-            "average_conductance": metrics.average_conductance(a, assignments),
-            "coverage": metrics.coverage(a, assignments),
-        }
-        out = _with_labels(out, assignments, self.graph.labels)
-        if resolution != 1.0:
-            out["resolution"] = float(resolution)
-            out["modularity_at_resolution"] = metrics.modularity(a, assignments, resolution)
-        return out
+        return _graph_quality(self.graph, assignments, resolution)
 
 
 class FolderSource:
@@ -139,4 +128,19 @@ def source(graph: Any) -> GraphSource | FolderSource:
 
 def evaluate(graph: Graph, assignments: np.ndarray) -> dict[str, Any]:
     """Quality of hard clusters on `graph` (and against its labels, if any)."""
-    return GraphSource(graph).evaluate(np.asarray(assignments), None, 1.0)
+    return _graph_quality(graph, np.asarray(assignments), 1.0)
+
+
+def _graph_quality(graph: Graph, assignments: np.ndarray, resolution: float) -> dict[str, Any]:
+    a = graph.adjacency
+    out: dict[str, Any] = {
+        "modularity": metrics.modularity(a, assignments),
+        "conductance": metrics.conductance(a, assignments),
+        "average_conductance": metrics.average_conductance(a, assignments),
+        "coverage": metrics.coverage(a, assignments),
+    }
+    out = _with_labels(out, assignments, graph.labels)
+    if resolution != 1.0:
+        out["resolution"] = float(resolution)
+        out["modularity_at_resolution"] = metrics.modularity(a, assignments, resolution)
+    return out
