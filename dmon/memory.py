@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator
 
 # mallopt parameters (glibc's malloc.h) and glibc's defaults for them
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
 _NEVER_TRIM = 2**31 - 1  # mallopt takes an int
 
@@ -95,6 +95,37 @@ def keep_freed_memory() -> Iterator[bool]:
                 libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
                 libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
                 libc.malloc_trim(0)
+
+
+def one_arena() -> bool:
+    """From now on, threads that have not allocated yet share glibc's main arena instead
+    of getting arenas of their own; returns whether it was set (not where
+    `malloc_policy()` names a reason). For the rest of the process: an arena, once
+    made, is never undone.
+
+    Under `keep_freed_memory`, with arenas per thread, the freed block of one step's
+    temporaries now and then no longer takes the next step's, and the heap grows by a
+    whole block, at random (JAX processes on CPUs: docs/distributed.md, "Partition
+    once"); with one arena it was reused every time in the runs measured there.
+    """
+    if malloc_policy() is not None:
+        return False
+    ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1)
+    return True
+
+
+def release_freed_memory() -> bool:
+    """Hand the memory glibc holds free back to the system now (`malloc_trim(0)`, every
+    arena), whatever `keep_freed_memory` says; returns whether it could (glibc only).
+
+    For a one-off burst of small blocks on many threads, such as XLA compiling a step:
+    glibc keeps them in its arenas, where the step's one large block of temporaries
+    cannot reuse them, so without this they stay in the process's peak.
+    """
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    ctypes.CDLL(None).malloc_trim(0)
+    return True
 
 
 def peak_rss_mb() -> float | None:

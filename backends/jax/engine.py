@@ -17,6 +17,7 @@ from dmon.backends.jax.collectives import (
     shard_spec,
 )
 
+from dmon import memory
 from dmon.distributed import Shard
 from dmon.training.engine import Defaults
 from dmon.training.launch import Launch, check_common
@@ -41,6 +42,12 @@ class Engine(Defaults):
     for before the next is dispatched: steps of simulated devices queued behind one
     another can starve XLA's thread pool until a collective's rendezvous times out. On
     an accelerator steps queue, and the loop reads their losses in batches.
+
+    The step and the prediction are compiled apart from their first run, and the
+    compiler's freed memory is handed back before it (`dmon.memory.release_freed_memory`);
+    a process of a job on CPUs shares one malloc arena among its threads
+    (`dmon.memory.one_arena`). Both keep a sharded process's peak memory to its data's
+    (docs/benchmarks.md, "shards").
     """
 
     def __init__(self, launch: Launch | None) -> None:
@@ -59,6 +66,8 @@ class Engine(Defaults):
     def _start(self, launch: Launch) -> None:
         jax = self.jax
         if launch.coordinator is not None:
+            if _cpu_only(jax):
+                memory.one_arena()  # before JAX's threads start (dmon.memory.one_arena)
             # CPU devices talk over gloo (accelerators use their own collectives); must be
             # set before the backend starts, so it cannot wait to see which platform it is
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -171,13 +180,15 @@ class Engine(Defaults):
             return params, m, v, jnp.stack([loss, spectral, cluster])
 
         self._step = jax.jit(step, donate_argnums=(0, 1, 2))
+        self._compiled: Any = None
         self._predict = jax.jit(sharded(False))
 
     def step(self, alpha: np.float32, epoch: int) -> Any:
+        args = (self.params, self.m, self.v, alpha, self.ax, self.x, self.shard, np.int32(epoch))
         with self.jax.set_mesh(self.mesh):
-            self.params, self.m, self.v, values = self._step(
-                self.params, self.m, self.v, alpha, self.ax, self.x, self.shard, np.int32(epoch)
-            )
+            if self._compiled is None:
+                self._compiled = _compiled(self._step, args)
+            self.params, self.m, self.v, values = self._compiled(*args)
         if self.wait:
             values.block_until_ready()
         return values
@@ -197,8 +208,9 @@ class Engine(Defaults):
         self.params, self.m, self.v = values[:n], values[n : 2 * n], values[2 * n :]
 
     def predict(self) -> np.ndarray:
+        args = (self.params, self.ax, self.x, self.shard, np.int32(0))
         with self.jax.set_mesh(self.mesh):
-            s = self._predict(self.params, self.ax, self.x, self.shard, np.int32(0))[3]
+            s = _compiled(self._predict, args)(*args)[3]
         return self.part.gather(jax_fetch(s))
 
     def device_kind(self) -> str:
@@ -214,3 +226,25 @@ class Engine(Defaults):
         from jax.experimental import multihost_utils
 
         return np.asarray(multihost_utils.process_allgather(np.asarray(x))).sum(axis=0)
+
+
+def _compiled(fn: Any, args: tuple[Any, ...]) -> Any:
+    """`fn` (a `jax.jit` function) compiled for `args`, with the compiler's freed memory
+    handed back before the first run: glibc keeps it in its arenas, where the run's one
+    large block of temporaries cannot reuse it, so it would add to the peak."""
+    compiled = fn.lower(*args).compile()
+    memory.release_freed_memory()
+    return compiled
+
+
+def _cpu_only(jax: Any) -> bool:
+    """Whether JAX will run on the CPU, known before its backends start: CPU asked for,
+    or no accelerator plugin installed."""
+    import importlib.metadata
+    import importlib.util
+
+    platforms = jax.config.jax_platforms
+    if platforms:
+        return str(platforms).split(",")[0] == "cpu"
+    plugins = importlib.metadata.entry_points(group="jax_plugins")
+    return not plugins and importlib.util.find_spec("jax_plugins") is None

@@ -82,6 +82,7 @@ def test_a_malloc_policy_of_the_process_is_left_alone(
     with memory.keep_freed_memory() as kept:
         assert not kept
         assert large_block_is_a_mapping(libc)  # nothing was changed
+    assert not memory.one_arena()  # nor the arenas
 
 
 _JAX_STEPS = """
@@ -125,3 +126,49 @@ def test_jax_steps_reuse_their_temporaries_where_dmon_starts_jax(start: str) -> 
         assert faults[len(faults) // 2] < pages // 20, out
     else:  # JAX's default: a worker thread maps and faults in the block every call
         assert faults[0] > pages // 2, out
+
+
+def test_release_hands_kept_memory_back_inside_the_block() -> None:
+    libc = _libc()
+    with memory.keep_freed_memory():
+        p = libc.malloc(BLOCK)
+        ctypes.memset(p, 1, BLOCK)
+        libc.free(p)
+        resident = _resident_bytes()
+        assert libc.mallinfo2().fordblks >= BLOCK  # kept
+        assert memory.release_freed_memory()
+        # the kernel's count: glibc's still counts the block as free in its heap (a
+        # free chunk below others that are in use gives its pages back but stays)
+        assert _resident_bytes() < resident - BLOCK // 2
+        assert not large_block_is_a_mapping(libc)  # the block's settings still hold
+
+
+_ARENAS = """
+import ctypes, sys, threading
+from dmon import memory
+if sys.argv[1] == "one":
+    assert memory.one_arena()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+def work():
+    p = libc.malloc(1000)
+    libc.free(ctypes.c_void_p(p))
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+libc.malloc_stats()  # glibc's own report, one "Arena i:" per arena, on stderr
+"""
+
+
+@pytest.mark.parametrize("arenas", ["one", "default"])
+def test_one_arena_keeps_new_threads_in_the_main_arena(arenas: str) -> None:
+    _libc()
+    proc = subprocess.run(
+        [sys.executable, "-c", _ARENAS, arenas],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    count = proc.stderr.count("Arena ")
+    assert count == 1 if arenas == "one" else count > 1, proc.stderr
