@@ -117,6 +117,11 @@ class Partition:
             out[p, : hi - lo] = values[lo:hi]
         return out
 
+    def nodes(self, p: int) -> np.ndarray:
+        """The graph ids of shard `p`'s real rows, in row order."""
+        lo, hi = int(self.bounds[p]), int(self.bounds[p + 1])
+        return np.arange(lo, hi) if self.order is None else np.asarray(self.order[lo:hi])
+
     def gather(self, sharded: Any) -> np.ndarray:
         """`(P, block, ...)` or `(P * block, ...)` sharded node values → `(N, ...)` in
         the graph's node order (padding dropped). A shape that fits both is read as

@@ -207,11 +207,22 @@ class Engine(Defaults):
         n = len(self.params)
         self.params, self.m, self.v = values[:n], values[n : 2 * n], values[2 * n :]
 
-    def predict(self) -> np.ndarray:
+    def _sharded_predictions(self) -> Any:
         args = (self.params, self.ax, self.x, self.shard, np.int32(0))
         with self.jax.set_mesh(self.mesh):
-            s = _compiled(self._predict, args)(*args)[3]
-        return self.part.gather(jax_fetch(s))
+            return _compiled(self._predict, args)(*args)[3]
+
+    def predict(self) -> np.ndarray:
+        return self.part.gather(jax_fetch(self._sharded_predictions()))
+
+    def predict_local(self) -> tuple[np.ndarray, np.ndarray]:
+        s = self._sharded_predictions()
+        block, blocks = self.part.block, {}
+        for piece in s.addressable_shards:  # this process's devices' blocks only
+            blocks[(piece.index[0].start or 0) // block] = np.asarray(piece.data)
+        nodes = [self.part.nodes(p) for p in sorted(blocks)]
+        rows = [blocks[p][: ids.size] for p, ids in zip(sorted(blocks), nodes, strict=True)]
+        return np.concatenate(nodes), np.concatenate(rows)
 
     def device_kind(self) -> str:
         return str(self.mesh.devices.flat[0].platform)
@@ -220,12 +231,12 @@ class Engine(Defaults):
         mine = self.jax.process_index()
         return [i for i, d in enumerate(self.mesh.devices.flat) if d.process_index == mine]
 
-    def sum_over_processes(self, x: np.ndarray) -> np.ndarray:
+    def gather_over_processes(self, x: np.ndarray) -> np.ndarray:
         if self.processes == 1:
-            return x
+            return x[None]
         from jax.experimental import multihost_utils
 
-        return np.asarray(multihost_utils.process_allgather(np.asarray(x))).sum(axis=0)
+        return np.asarray(multihost_utils.process_allgather(np.asarray(x)))
 
 
 def _compiled(fn: Any, args: tuple[Any, ...]) -> Any:

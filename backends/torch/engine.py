@@ -161,18 +161,25 @@ class Engine(Defaults):
             self.tdist.all_gather(list(blocks.unbind(0)), out.s.contiguous())
         return self.part.gather(blocks.cpu().numpy())
 
+    def predict_local(self) -> tuple[np.ndarray, np.ndarray]:
+        with self.torch.no_grad():
+            _, out = self._forward(None)
+        nodes = self.part.nodes(self.rank)
+        return nodes, out.s[: nodes.size].cpu().numpy()
+
     def device_kind(self) -> str:
         return self.device.type
 
     def local_shards(self) -> list[int]:
         return [self.rank]
 
-    def sum_over_processes(self, x: np.ndarray) -> np.ndarray:
-        if self.parts == 1:
-            return x
-        total = self.torch.as_tensor(x, dtype=self.torch.float64, device=self.device)
-        self.tdist.all_reduce(total)
-        return total.cpu().numpy()
+    def gather_over_processes(self, x: np.ndarray) -> np.ndarray:
+        if self.processes == 1:
+            return x[None]
+        mine = self.torch.as_tensor(np.ascontiguousarray(x), device=self.device)
+        out = mine.new_empty((self.processes, *mine.shape))
+        self.tdist.all_gather(list(out.unbind(0)), mine)
+        return out.cpu().numpy()
 
 
 def foreach_adam(

@@ -89,9 +89,14 @@ class Engine(Protocol):
         """The shards whose data this process places (its devices' blocks)."""
         ...
 
-    def sum_over_processes(self, x: np.ndarray) -> np.ndarray:
-        """`x` (the same shape on every process) summed over the job's processes, on
-        every process."""
+    def predict_local(self) -> tuple[np.ndarray, np.ndarray]:
+        """This process's shards' rows of `predict`: `(nodes, s)`, the graph ids of the
+        rows (`(n,)` int64) and the soft assignment `(n, k)`; no `N × k` array is made."""
+        ...
+
+    def gather_over_processes(self, x: np.ndarray) -> np.ndarray:
+        """`x` (the same shape and dtype on every process) of every process, stacked
+        `(processes, ...)` in rank order, on every process."""
         ...
 
 
@@ -109,8 +114,12 @@ class Defaults:
     def local_shards(self) -> list[int]:
         return list(range(self.parts))  # type: ignore[attr-defined]  # one process: all
 
-    def sum_over_processes(self, x: np.ndarray) -> np.ndarray:
-        return x  # one process
+    def predict_local(self) -> tuple[np.ndarray, np.ndarray]:
+        s = self.predict()  # type: ignore[attr-defined]  # one process: every node
+        return np.arange(s.shape[0]), s
+
+    def gather_over_processes(self, x: np.ndarray) -> np.ndarray:
+        return x[None]  # one process
 
 
 def engine_class(backend: str) -> type[Engine]:

@@ -24,6 +24,7 @@ from dmon.training.interrupt import InterruptFlag
 from dmon.training.launch import Launch, check_shards
 from dmon.training.model import PARAMS, ModelSettings, initial_params
 from dmon.training.optimizer import adam_alpha
+from dmon.training.predictions import predict
 from dmon.training.progress import progress_bar
 from dmon.training.result import ClusterResult, TrainingDiverged
 from dmon.training.shard_files import ShardFileError, ShardFolder
@@ -250,13 +251,14 @@ def cluster(
     if start >= epochs:
         save(start)  # a finished run resumed: nothing to train
     seconds = time.perf_counter() - t0
-    probabilities = engine.predict()
-    if not np.all(np.isfinite(probabilities)):
+    # a shard folder over several processes: no process holds every node's N × k row
+    made = predict(engine, src.num_nodes, isinstance(src, FolderSource) and engine.processes > 1)
+    if not made.finite:
         raise TrainingDiverged(
             "the trained model gives non-finite assignments; lower the learning rate or check the features",
             outcome["done"],
         )
-    assignments = probabilities.argmax(-1)
+    assignments = made.assignments
     quality = src.evaluate(assignments, engine, resolution)
     distributed = None
     if launch is not None:
@@ -272,7 +274,7 @@ def cluster(
         }
     return ClusterResult(
         assignments,
-        probabilities,
+        made.probabilities,
         quality,
         history,
         seconds,
@@ -284,6 +286,8 @@ def cluster(
         resumed_from=None if state is None else state.epoch,
         distributed=distributed,
         settings={**settings, "backend": name},
+        nodes=made.nodes,
+        top_probability=made.top,
     )
 
 

@@ -68,9 +68,10 @@ def write_outputs(
         w.writerow(["node", "cluster", "probability"])
         # an edge list's own names, else the indices
         names = None if isinstance(graph, ShardFolder) else graph.node_names
-        for i, (c, p) in enumerate(
-            zip(result.assignments, result.probabilities.max(-1), strict=True)
-        ):
+        top = result.top_probability
+        if top is None:
+            top = result.probabilities.max(-1)
+        for i, (c, p) in enumerate(zip(result.assignments, top, strict=True)):
             w.writerow([i if names is None else names[i], int(c), f"{p:.6f}"])
     with atomic_write(out / "history.csv", newline="") as fh:
         w = csv.writer(fh)

@@ -23,7 +23,8 @@ class ClusterResult:
     assignments: np.ndarray
     """`(N,)` hard cluster of every node (argmax of `s`)."""
     probabilities: np.ndarray
-    """`(N, k)` soft assignment `s` (inference mode, no dropout)."""
+    """`(N, k)` soft assignment `s` (inference mode, no dropout). From a shard folder
+    trained by several processes: this process's nodes' rows only, `nodes` says which."""
     metrics: dict[str, Any]
     """modularity, conductance, average_conductance, coverage, cluster_sizes, and nmi,
     precision, recall, f1 when the graph has labels."""
@@ -48,6 +49,12 @@ class ClusterResult:
     settings: dict[str, Any] = field(default_factory=dict)
     """The run's settings (`k`, `epochs`, `learning_rate`, ...), as `metrics.json` records
     them (`dmon.training.write_outputs`)."""
+    nodes: np.ndarray | None = None
+    """The graph ids of `probabilities`' rows where they are not all `N` nodes in order
+    (a shard folder trained by several processes: each holds its own); else `None`."""
+    top_probability: np.ndarray | None = None
+    """`(N,)` every node's largest probability, also where `probabilities` holds some
+    nodes only; `None` in a result made by hand (then `probabilities.max(-1)`)."""
 
     @property
     def ms_per_epoch(self) -> float:

@@ -91,9 +91,8 @@ class FolderSource:
         (`dmon.metrics.cluster_weights`), added up over the processes."""
         k = int(assignments.max()) + 1
         src, dst, weight = local_edges(self.folder, self.shards)
-        between = engine.sum_over_processes(
-            metrics.cluster_weights(src, dst, weight, assignments, k)
-        )
+        mine = metrics.cluster_weights(src, dst, weight, assignments, k)
+        between = engine.gather_over_processes(mine).sum(axis=0)
         used = np.flatnonzero(np.bincount(assignments, minlength=k))
         between = between[np.ix_(used, used)]
         directed = not self.folder.manifest["symmetric"]

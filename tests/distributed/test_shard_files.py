@@ -2,7 +2,8 @@
 `dmon.training.shard_files`): the files hold exactly the arrays `prepare` computes for
 the whole graph; a process reads only its own shard; a run from the folder follows the
 run from the graph file epoch by epoch (4 JAX devices, 2 torch processes, 2 JAX
-processes each reading its own shard); the metrics summed over shards equal the whole
+processes each reading its own shard), and each of its processes keeps its own nodes'
+soft assignment while every node's cluster reaches all of them; the metrics summed over shards equal the whole
 graph's; corrupt, missing, mismatched and foreign folders are refused with one line."""
 
 from __future__ import annotations
@@ -150,6 +151,47 @@ def test_torch_processes_read_their_own_shard(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         _history(tmp_path / "file"), _history(tmp_path / "folder"), rtol=0, atol=0
     )
+    # the folder's run gathers clusters and top probabilities, not N × k: the same file
+    csv = [(tmp_path / n / "assignments.csv").read_text() for n in ("file", "folder")]
+    assert csv[0] == csv[1]
+
+
+_LOCAL = """
+import sys
+import numpy as np
+from dmon import data, training
+graph, out = sys.argv[1], sys.argv[2]
+source = data.karate_club() if graph == "karate" else training.open_folder(graph)
+r = training.cluster(source, 3, backend="torch", epochs=30, dropout=0.0, seed=1,
+                     launch=training.Launch())
+nodes = np.arange(r.assignments.size) if r.nodes is None else r.nodes
+np.savez(f"{out}-{r.distributed['process_id']}.npz", nodes=nodes, s=r.probabilities,
+         assignments=r.assignments, top=r.top_probability)
+"""
+
+
+@pytest.mark.skipif(not (installed("torch") and installed("keras")), reason="needs torch, keras")
+def test_each_process_keeps_its_own_nodes_probabilities(tmp_path: Path) -> None:
+    shard_files.write_shards(data.karate_club(), 2, tmp_path / "s", method="metis")
+    script = tmp_path / "local.py"
+    script.write_text(_LOCAL)
+    for name, graph in {"file": "karate", "folder": str(tmp_path / "s")}.items():
+        proc = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+             "--master-addr", "127.0.0.1", "--master-port", str(free_port()), str(script),
+             graph, str(tmp_path / name)],
+            env=subprocess_env(), capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    whole = np.load(tmp_path / "file-0.npz")  # every node's row, gathered N × k
+    assert whole["s"].shape == (34, 3)
+    mine = [np.load(tmp_path / f"folder-{r}.npz") for r in (0, 1)]
+    assert sorted(np.concatenate([m["nodes"] for m in mine]).tolist()) == list(range(34))
+    for m in mine:
+        assert 0 < m["s"].shape[0] < 34  # its own nodes only
+        np.testing.assert_allclose(m["s"], whole["s"][m["nodes"]], rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(m["assignments"], whole["s"].argmax(-1))
+        np.testing.assert_allclose(m["top"], whole["s"].max(-1), rtol=0, atol=1e-6)
 
 
 @pytest.mark.skipif(not (installed("jax") and installed("keras")), reason="needs jax, keras")
@@ -160,6 +202,15 @@ def test_jax_processes_read_their_own_shard(tmp_path: Path) -> None:
     one = _dmon("cluster", "karate", *RUN, "--backend", "jax", "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr
     assert np.abs(_history(tmp_path / "one") - _history(tmp_path / "jobs")).max() <= 1e-4
+    rows = [_assignments(tmp_path / n) for n in ("one", "jobs")]
+    np.testing.assert_array_equal(rows[0][:, 0], rows[1][:, 0])  # clusters
+    np.testing.assert_allclose(rows[0][:, 1], rows[1][:, 1], rtol=0, atol=1e-4)  # top
+
+
+def _assignments(out: Path) -> np.ndarray:
+    """`assignments.csv` as rows of (cluster, probability), in node order."""
+    rows = (out / "assignments.csv").read_text().splitlines()[1:]
+    return np.array([[float(v) for v in r.split(",")[1:]] for r in rows])
 
 
 def _corrupt(folder: Path) -> None:
